@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf code for package dmod.v1 (make protos)."""
