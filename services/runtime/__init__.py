@@ -1,0 +1,1 @@
+"""Shared server plumbing: settings, logging, errors, database, redis, storage, auth, bootstrap."""

@@ -1,0 +1,1 @@
+"""The `dmod` command line."""

@@ -1,0 +1,107 @@
+"""`dmod`: run the local stack, serve services, and talk to DMOD.
+
+Sub-commands for each area live in their own module (`dmod.cli.<area>`) and are mounted here.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dmod.services.runtime.settings import default_home
+
+app = typer.Typer(help="DMOD: run NextGen model jobs on demand, from a laptop to a Swarm cluster.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console()
+
+# area module -> command name; mounted only when the module exists.
+_SUBAPPS = {"dataset": "dataset", "job": "job", "hydrofabric": "hydrofabric", "engine": "engine",
+            "evaluation": "eval", "partition": "partition", "subset": "subset", "worker": "worker", "demo": "demo"}
+for _module, _name in _SUBAPPS.items():
+    try:
+        _sub = importlib.import_module(f"dmod.cli.{_module}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"dmod.cli.{_module}":
+            raise
+        continue
+    if hasattr(_sub, "app"):
+        app.add_typer(_sub.app, name=_name)
+    elif hasattr(_sub, "command"):
+        app.command(_name)(_sub.command)
+
+
+@app.command()
+def up(home: Path = typer.Option(None, envvar="DMOD_HOME", help="State dir (default ~/.local/share/dmod)")):
+    """Start PostgreSQL, Redis, S3, every service and the Envoy gateway on 127.0.0.1."""
+    from dmod.local.stack import Stack
+
+    home = home or default_home()
+    started = time.perf_counter()
+    state = Stack(home, log=console.print).up()
+    console.print(f"[green]DMOD is up[/green] in {time.perf_counter() - started:.1f}s — gateway "
+                  f"[bold]{state.gateway}[/bold] (gRPC + grpc-web), state in {home}")
+
+
+@app.command()
+def down(home: Path = typer.Option(None, envvar="DMOD_HOME")):
+    """Stop everything `dmod up` started."""
+    from dmod.local.stack import Stack
+
+    stopped = Stack(home or default_home()).down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command()
+def status(home: Path = typer.Option(None, envvar="DMOD_HOME"), as_json: bool = typer.Option(False, "--json")):
+    """Health of each component of the local stack."""
+    from dmod.local.stack import Stack
+
+    report = Stack(home or default_home()).status()
+    if as_json:
+        console.print_json(json.dumps(report))
+    elif not report:
+        console.print("DMOD is not running (dmod up)")
+    else:
+        table = Table("component", "healthy", "pid", "port")
+        for name, info in report.items():
+            table.add_row(name, "[green]yes[/green]" if info.get("healthy") else "[red]no[/red]",
+                          str(info.get("pid") or ""), str(info.get("port") or ""))
+        console.print(table)
+    healthy = bool(report) and all(info.get("healthy") for info in report.values())
+    raise typer.Exit(0 if healthy else 1)
+
+
+@app.command()
+def serve(services: list[str] = typer.Argument(None, help="Service names, or 'all'")):
+    """Run DMOD gRPC services in this process (what `dmod up` and each Swarm container run)."""
+    from dmod.services.runtime.server import main
+
+    main(services or ["all"])
+
+
+gateway = typer.Typer(help="Envoy gateway configuration.")
+app.add_typer(gateway, name="gateway")
+
+
+@gateway.command("render")
+def gateway_render(out: Path = typer.Option(Path("gateway"), help="Folder for the rendered configs")):
+    """Write gateway/envoy.local.json and gateway/envoy.swarm.json."""
+    from dmod.local.envoy import render_config
+    from dmod.services.runtime.registry import SERVICES
+
+    out.mkdir(parents=True, exist_ok=True)
+    local = render_config(8780, 8785, {name: ("127.0.0.1", 8781) for name in SERVICES})
+    swarm = render_config(8080, 9901, {name: (name, 50051) for name in SERVICES}, dns=True, listen_host="0.0.0.0",
+                          web=("web", 8080))
+    (out / "envoy.local.json").write_text(json.dumps(local, indent=1) + "\n")
+    (out / "envoy.swarm.json").write_text(json.dumps(swarm, indent=1) + "\n")
+    console.print(f"wrote {out}/envoy.local.json and {out}/envoy.swarm.json")
+
+
+if __name__ == "__main__":
+    app()

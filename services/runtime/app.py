@@ -1,0 +1,73 @@
+"""Shared resources of one server process, created on first use and closed on shutdown."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import grpc
+
+from dmod.services.runtime.db import apply_migrations, create_pool
+from dmod.services.runtime.redis_client import create_redis
+from dmod.services.runtime.settings import Settings
+from dmod.services.runtime.storage import Storage
+
+
+class App:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.address = ""  # host:port this process listens on (set by the server)
+        self._pool: asyncpg.Pool | None = None
+        self._redis = None
+        self._storage: Storage | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task] = set()
+
+    async def db(self) -> asyncpg.Pool:
+        async with self._lock:
+            if self._pool is None:
+                s = self.settings
+                self._pool = await create_pool(s.database_url, s.db_pool_min, s.db_pool_max)
+        return self._pool
+
+    async def migrate(self, component: str, folder: Path) -> list[int]:
+        return await apply_migrations(await self.db(), component, folder)
+
+    def redis(self):
+        if self._redis is None:
+            self._redis = create_redis(self.settings.redis_url)
+        return self._redis
+
+    async def storage(self) -> Storage:
+        async with self._lock:
+            if self._storage is None:
+                storage = Storage(self.settings)
+                await storage.ensure_bucket()
+                self._storage = storage
+        return self._storage
+
+    def channel(self) -> grpc.aio.Channel:
+        """Channel for calls to other DMOD services (this process in the one-process local stack)."""
+        if self._channel is None:
+            target = self.settings.services_target or self.address
+            self._channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 8 << 20)])
+        return self._channel
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Background task owned by the process; cancelled on shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self._channel is not None:
+            await self._channel.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.close()

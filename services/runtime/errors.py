@@ -1,0 +1,114 @@
+"""Domain errors and their gRPC form.
+
+Service code raises these; the error interceptor turns them into a status with
+`google.rpc.ErrorInfo` (UPPER_SNAKE reason) and, for bad input, `google.rpc.BadRequest`.
+"""
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "dmod.v1"
+
+
+class DmodError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = metadata or {}
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        return [packed]
+
+    def to_status(self) -> status_pb2.Status:
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=self.details())
+
+
+class InvalidArgument(DmodError):
+    """Bad input; `violations` are (field, description) pairs."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[tuple[str, str]] | tuple[str, str], *, reason: str | None = None,
+                 metadata: dict[str, str] | None = None):
+        if isinstance(violations, tuple):
+            violations = [violations]
+        self.violations = list(violations)
+        message = "; ".join(f"{field}: {desc}" for field, desc in self.violations) or "invalid argument"
+        super().__init__(message, reason=reason, metadata=metadata)
+
+    def details(self) -> list[any_pb2.Any]:
+        bad = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in self.violations])
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        return super().details() + [packed]
+
+
+class NotFound(DmodError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(DmodError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(DmodError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Aborted(DmodError):
+    """Concurrent modification lost a race; the client may retry."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "ABORTED"
+
+
+class PermissionDenied(DmodError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unauthenticated(DmodError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(DmodError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class DataLoss(DmodError):
+    code = grpc.StatusCode.DATA_LOSS
+    default_reason = "DATA_LOSS"
+
+
+class Unavailable(DmodError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+def internal_status(ref: str) -> status_pb2.Status:
+    """What a client sees for an unexpected failure: no traceback, a reference to the server log."""
+    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN, metadata={"ref": ref})
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    return status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error (ref {ref})", details=[packed])
+
+
+def require(condition: bool, field: str, description: str) -> None:
+    if not condition:
+        raise InvalidArgument((field, description))

@@ -1,0 +1,116 @@
+"""One server interceptor for every DMOD service: identity, deadline, metrics and error mapping.
+
+Domain errors become their gRPC code with google.rpc details (grpc-status-details-bin);
+anything unexpected is logged with a reference id and reaches the client as a sanitized
+INTERNAL status, never a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+
+import grpc
+
+from dmod.services.runtime import auth, deadlines
+from dmod.services.runtime.errors import DmodError, internal_status
+from dmod.services.runtime.metrics import RPC_SECONDS, RPC_TOTAL, split_method
+
+log = logging.getLogger("dmod.rpc")
+
+# Infrastructure services answer without a caller identity.
+_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.", "/dmod.v1.AuthService/Login",
+                    "/dmod.v1.AuthService/GetJwks")
+
+
+_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+async def _abort(context: grpc.aio.ServicerContext, status) -> None:
+    await context.abort(_BY_NUMBER[status.code], status.message,
+                        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: auth.TokenVerifier):
+        self._verifier = verifier
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        public = method.startswith(_PUBLIC_PREFIXES)
+        service, name = split_method(method)
+
+        def prepare(context) -> None:
+            deadlines.set_deadline(context.time_remaining())
+            if public:
+                auth.set_principal(None)
+                return
+            metadata = dict(context.invocation_metadata() or ())
+            auth.set_principal(self._verifier.verify(metadata.get("authorization")))
+
+        async def on_error(exc: BaseException, context) -> None:
+            if isinstance(exc, NotImplementedError):
+                # The generated base servicer: a service (or method) not built yet.
+                RPC_TOTAL.labels(service, name, "UNIMPLEMENTED").inc()
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+            if isinstance(exc, DmodError):
+                RPC_TOTAL.labels(service, name, exc.code.name).inc()
+                await _abort(context, exc.to_status())
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unhandled error in %s", method, extra={"ref": ref, "method": method})
+            RPC_TOTAL.labels(service, name, "INTERNAL").inc()
+            await _abort(context, internal_status(ref))
+
+        def done(start: float, context) -> None:
+            RPC_SECONDS.labels(service, name).observe(time.perf_counter() - start)
+            code = context.code() if hasattr(context, "code") else None
+            RPC_TOTAL.labels(service, name, getattr(code, "name", None) or "OK").inc()
+
+        if handler.unary_unary or handler.stream_unary:
+            behavior = handler.unary_unary or handler.stream_unary
+
+            async def unary_response(request, context):
+                start = time.perf_counter()
+                try:
+                    prepare(context)
+                    result = behavior(request, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
+                    await on_error(exc, context)
+                done(start, context)
+                return result
+
+            factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
+            return factory(unary_response, request_deserializer=handler.request_deserializer,
+                           response_serializer=handler.response_serializer)
+
+        behavior = handler.unary_stream or handler.stream_stream
+
+        async def stream_response(request, context):
+            start = time.perf_counter()
+            try:
+                prepare(context)
+                if inspect.isasyncgenfunction(behavior):
+                    async for item in behavior(request, context):
+                        yield item
+                else:
+                    result = behavior(request, context)
+                    if inspect.isawaitable(result):
+                        await result
+            except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                await on_error(exc, context)
+            done(start, context)
+
+        factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
+        return factory(stream_response, request_deserializer=handler.request_deserializer,
+                       response_serializer=handler.response_serializer)
