@@ -49,19 +49,3 @@ async def channel(gateway: str):
     async with grpc.aio.insecure_channel(gateway) as ch:
         yield ch
 
-
-def rpc_details(error: grpc.aio.AioRpcError):
-    """Decode google.rpc.Status details (ErrorInfo, BadRequest) from an RPC error."""
-    from google.rpc import error_details_pb2, status_pb2
-
-    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
-    found = {}
-    if raw:
-        status = status_pb2.Status.FromString(raw)
-        for detail in status.details:
-            for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest):
-                if detail.Is(kind.DESCRIPTOR):
-                    msg = kind()
-                    detail.Unpack(msg)
-                    found[kind.__name__] = msg
-    return found
