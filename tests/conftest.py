@@ -3,7 +3,6 @@ ports in a temp dir, started exactly like `dmod up`, and stopped at the end."""
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,19 +15,19 @@ from dmod.services.runtime.settings import Settings
 
 @pytest.fixture(scope="session")
 def stack_home() -> Path:
-    home = Path(tempfile.mkdtemp(prefix="dmod-test-"))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="dmod-test-"))
 
 
 @pytest.fixture(scope="session")
 def stack(stack_home: Path) -> StackState:
     stack = Stack(stack_home, fixed_ports=False, log=lambda *a: None)
-    state = stack.up()
-    os.environ["DMOD_GATEWAY"] = state.gateway  # CLI and client helpers talk to this stack
-    os.environ["DMOD_HOME"] = str(stack_home)
-    yield state
-    stack.down()
+    try:
+        state = stack.up()
+        os.environ["DMOD_GATEWAY"] = state.gateway  # CLI and client helpers talk to this stack
+        os.environ["DMOD_HOME"] = str(stack_home)
+        yield state
+    finally:
+        stack.purge()
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Postgres refuses to run as root, so as root the cluster runs as the `postgres` O
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -20,14 +21,32 @@ def pg_bin(name: str) -> str:
     return found
 
 
+def _cluster_dir(root: Path, os_user: str | None) -> Path:
+    """Where the cluster lives. As root, the state dir (e.g. under /root) is usually not reachable
+    by the `postgres` user, so the cluster goes to /var/lib/dmod/ and the state dir links to it."""
+    if not os_user:
+        return root
+    if root.is_symlink():
+        return root.resolve()
+    target = Path("/var/lib/dmod") / f"postgres-{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]}"
+    target.mkdir(parents=True, exist_ok=True)
+    Path("/var/lib/dmod").chmod(0o755)
+    if root.exists():
+        shutil.rmtree(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.symlink_to(target)
+    return target
+
+
 class Postgres:
     def __init__(self, root: Path, port: int, user: str = "dmod", database: str = "dmod"):
-        self.root = root
-        self.data = root / "data"
+        self.os_user = "postgres" if os.geteuid() == 0 else None
+        self.link = root
+        self.root = root.resolve() if root.is_symlink() else root
+        self.data = self.root / "data"
         self.port = port
         self.user = user
         self.database = database
-        self.os_user = "postgres" if os.geteuid() == 0 else None
 
     @property
     def url(self) -> str:
@@ -41,6 +60,8 @@ class Postgres:
     def init(self) -> None:
         if (self.data / "PG_VERSION").exists():
             return
+        self.root = _cluster_dir(self.link, self.os_user)
+        self.data = self.root / "data"
         self.root.mkdir(parents=True, exist_ok=True)
         if self.os_user:
             shutil.chown(self.root, self.os_user)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,6 +145,14 @@ class Stack:
                 stopped.append(name)
         state_file(self.home).unlink(missing_ok=True)
         return stopped
+
+    def purge(self) -> None:
+        """down, then delete the state dir (and the Postgres cluster it links to)."""
+        self.down()
+        link = self.home / "postgres"
+        if link.is_symlink():
+            shutil.rmtree(link.resolve(), ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def status(self) -> dict[str, dict]:
         state = load_state(self.home)
