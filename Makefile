@@ -8,8 +8,11 @@ BREAKING_AGAINST ?= .git\#ref=HEAD~1
 
 .PHONY: setup protos check-protos lint test test-fast demo web bench clean
 
-setup:
+# Installs on first use (and when the dependencies change).
+$(VENV)/.setup-done: pyproject.toml setup.py clients/web/package-lock.json scripts/setup
 	./scripts/setup
+
+setup: $(VENV)/.setup-done
 
 protos:
 	$(BIN)/buf lint
@@ -25,7 +28,7 @@ protos:
 	$(BIN)/buf generate
 
 # Fails when generated code is stale, lint fails, or the contracts break compatibility.
-check-protos:
+check-protos: $(VENV)/.setup-done
 	$(BIN)/buf lint
 	@if git rev-parse -q --verify HEAD~1 >/dev/null && git show HEAD~1:buf.yaml >/dev/null 2>&1; then \
 	  $(BIN)/buf breaking --against '$(BREAKING_AGAINST)'; fi
@@ -38,10 +41,10 @@ check-protos:
 lint:
 	$(BIN)/ruff check services clients/python tests bench
 
-test:
+test: $(VENV)/.setup-done
 	$(BIN)/pytest -q tests
 
-demo:
+demo: $(VENV)/.setup-done
 	$(BIN)/dmod up && $(BIN)/dmod demo
 
 web:
