@@ -63,6 +63,13 @@ class Network:
         down[has] = self.nex_to_cat[self.cat_to_nex[has]]
         return down
 
+    @cached_property
+    def tour(self):
+        """Depth-first pre-order of the catchment forest (see graph.euler_tour); cached."""
+        from .graph import euler_tour
+
+        return euler_tour(self.downstream_catchment)
+
     def terminal_nexuses(self) -> np.ndarray:
         """Indices of nexuses with no downstream catchment in this network."""
         return np.flatnonzero(self.nex_to_cat < 0)

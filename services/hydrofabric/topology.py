@@ -35,25 +35,27 @@ def _first_rows(ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
         ids = ids.filter(pa.array(valid))
     rows_all = np.flatnonzero(valid)
     uniq = pc.unique(ids)
+    if len(uniq) == len(ids):  # the common case: no duplicate records
+        return ids, rows_all
     first = lookup(ids, uniq)  # index_in returns the first match
     return uniq, rows_all[first]
 
 
 def resolve_catchment_refs(topo: Topology, cat_ids: pa.Array, refs) -> np.ndarray:
-    """Map ids naming catchments (`cat-N`, `wb-N`, or an alternate divides id) to indices."""
+    """Map ids naming catchments (`wb-N` → `cat-N`, `cat-N`, or an alternate divides id) to
+    indices; -1 when none matches."""
     refs = to_arrow_str(refs)
-    idx = lookup(cat_ids, refs)
-    miss = idx < 0
-    if miss.any():
-        sub = refs.filter(pa.array(miss))
-        alt = lookup(cat_ids, wb_to_cat(sub))
+    idx = lookup(cat_ids, wb_to_cat(refs))  # toids are usually wb-N: one hash pass
+    miss = np.flatnonzero(idx < 0)
+    if len(miss):
+        sub = refs.take(pa.array(miss))
+        alt = np.full(len(miss), -1, dtype=np.int64)
         if topo.cat_alt_ids is not None:
-            still = alt < 0
-            if still.any():
+            rec = lookup(topo.cat_alt_ids, sub)
+            if (rec >= 0).any():
                 # alternate ids were read per record; map record → unique catchment index
-                rec = lookup(topo.cat_alt_ids, sub.filter(pa.array(still)))
-                rec_cat = lookup(cat_ids, topo.cat_ids)
-                alt[still] = np.where(rec >= 0, rec_cat[np.maximum(rec, 0)], -1)
+                rec_cat = lookup(cat_ids, to_arrow_str(topo.cat_ids).take(pa.array(np.maximum(rec, 0))))
+                alt = np.where(rec >= 0, rec_cat, -1)
         idx[miss] = alt
     return idx
 
