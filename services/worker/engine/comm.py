@@ -1,0 +1,27 @@
+"""The MPI world, only when there is one.
+
+mpi4py is imported (which initialises MPI) only under an MPI launcher or when a partition file
+is given, so a serial in-process run (e.g. from the worker agent) never initialises MPI.
+"""
+from __future__ import annotations
+
+import os
+
+_LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+def under_mpi_launcher() -> bool:
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def world(partitioned: bool):
+    """(comm or None, rank, size, max tag)."""
+    if not (under_mpi_launcher() or partitioned):
+        return None, 0, 1, 2**31 - 1
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    tag_ub = comm.Get_attr(MPI.TAG_UB) or 32767
+    if comm.size == 1:
+        return None, 0, 1, int(tag_ub)
+    return comm, comm.rank, comm.size, int(tag_ub)

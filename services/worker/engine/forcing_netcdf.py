@@ -1,0 +1,124 @@
+"""ngen's `NetCDF` forcing provider: one file for all catchments.
+
+Dimensions `catchment-id` and `time`; `ids(catchment-id)` strings; `Time(catchment-id, time)`
+(or `Time(time)`) with CF units `<unit> since <YYYY-MM-DD[ HH:MM:SS]>`; every forcing variable
+`(catchment-id, time)`. Missing values (masked / NaN) in a needed slice are an error.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .errors import ConfigError
+from .timegrid import TimeGrid
+
+_UNIT_SECONDS = {"ns": 1e-9, "nanoseconds": 1e-9, "nanosecond": 1e-9, "us": 1e-6, "microseconds": 1e-6,
+                 "ms": 1e-3, "milliseconds": 1e-3, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
+                 "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0,
+                 "hours": 3600.0, "d": 86400.0, "day": 86400.0, "days": 86400.0}
+_UNITS_RE = re.compile(r"^\s*(\w+)\s+since\s+(\d{4}-\d{1,2}-\d{1,2})(?:[ T](\d{1,2}:\d{2}(?::\d{2}(?:\.\d*)?)?))?\s*(?:Z|UTC|\+00:?00)?\s*$")
+
+
+def time_units_to_epoch(units: str) -> tuple[float, int]:
+    """CF time units → (seconds per unit, epoch seconds of the reference time)."""
+    m = _UNITS_RE.match(units or "")
+    if not m or m.group(1).lower() not in _UNIT_SECONDS:
+        raise ValueError(f"unsupported time units {units!r}")
+    clock = m.group(3) or "00:00:00"
+    if clock.count(":") == 1:
+        clock += ":00"
+    ref = datetime.strptime(f"{m.group(2)} {clock.split('.')[0]}", "%Y-%m-%d %H:%M:%S")
+    return _UNIT_SECONDS[m.group(1).lower()], int(ref.replace(tzinfo=timezone.utc).timestamp())
+
+
+def _read_ids(ds) -> list[str]:
+    import netCDF4
+
+    var = ds.variables["ids"]
+    raw = var[:]
+    if getattr(raw, "dtype", None) is not None and raw.dtype.kind == "S" and raw.ndim == 2:
+        raw = netCDF4.chartostring(raw)
+    return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in np.asarray(raw).tolist()]
+
+
+def _dense(values) -> np.ndarray:
+    """Masked → NaN float64."""
+    if np.ma.isMaskedArray(values):
+        return np.ma.filled(values.astype(np.float64), np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str],
+                        grid: TimeGrid) -> dict[str, np.ndarray]:
+    """{var: (K, n) float64} for `catchment_ids` (in that order) on the run's time grid."""
+    import netCDF4
+
+    try:
+        ds = netCDF4.Dataset(path, "r")
+    except OSError as exc:
+        raise ConfigError(f"cannot open NetCDF forcing {path}: {exc}", field="forcing.path") from None
+    with ds:
+        ds.set_auto_mask(True)
+        for dim in ("catchment-id", "time"):
+            if dim not in ds.dimensions:
+                raise ConfigError(f"NetCDF forcing {path} has no dimension {dim!r}", field="forcing.path")
+        for name in ("ids", "Time"):
+            if name not in ds.variables:
+                raise ConfigError(f"NetCDF forcing {path} has no variable {name!r}", field="forcing.path")
+        ids = _read_ids(ds)
+        row_of = {cid: i for i, cid in enumerate(ids)}
+        rows = np.empty(len(catchment_ids), dtype=np.int64)
+        for j, cid in enumerate(catchment_ids):
+            if cid not in row_of:
+                raise ConfigError(f"no forcing in {path} (its `ids` do not list this catchment)", catchment=cid,
+                                  field="forcing")
+            rows[j] = row_of[cid]
+        missing = [v for v in variables if v not in ds.variables]
+        if missing:
+            raise ConfigError(f"NetCDF forcing {path} has no variable(s) {', '.join(missing)}",
+                              catchment=catchment_ids[0] if catchment_ids else None, field="forcing")
+        first = _locate_steps(ds.variables["Time"], rows, catchment_ids, grid, path)
+        cols = first[:, None] + np.arange(grid.n_steps)[None, :]
+        out: dict[str, np.ndarray] = {}
+        for v in variables:
+            var = ds.variables[v]
+            if var.dimensions != ("catchment-id", "time"):
+                raise ConfigError(f"NetCDF forcing {path}: variable {v} must have dims (catchment-id, time), "
+                                  f"has {var.dimensions}", field="forcing")
+            lo, hi = int(cols.min()), int(cols.max()) + 1
+            data = _dense(var[:, lo:hi])[rows[:, None], cols - lo]  # (n, K)
+            bad = ~np.isfinite(data)
+            if bad.any():
+                j, k = np.argwhere(bad)[0]
+                raise ConfigError(f"NetCDF forcing {path}: {v} is missing at {grid.label(int(k))}",
+                                  catchment=catchment_ids[j], field="forcing")
+            out[v] = np.ascontiguousarray(data.T)
+        return out
+
+
+def _locate_steps(time_var, rows: np.ndarray, catchment_ids: list[str], grid: TimeGrid, path: str) -> np.ndarray:
+    """Per catchment, the time index of the run's first step (checking every step is present)."""
+    try:
+        scale, ref = time_units_to_epoch(getattr(time_var, "units", ""))
+    except ValueError as exc:
+        raise ConfigError(f"NetCDF forcing {path}: Time {exc}", field="forcing") from None
+    raw = _dense(time_var[:])
+    if raw.ndim == 1:
+        raw = np.broadcast_to(raw, (int(rows.max()) + 1 if rows.size else 0, raw.size))
+    epochs = np.round(raw[rows] * scale).astype(np.int64) + ref if rows.size else np.zeros((0, 0), np.int64)
+    n_time = epochs.shape[1] if epochs.ndim == 2 else 0
+    is_start = epochs == grid.start
+    has = is_start.any(axis=1)
+    first = is_start.argmax(axis=1)
+    ok = has & (first + grid.n_steps <= n_time)
+    if ok.all() and rows.size:
+        got = np.take_along_axis(epochs, first[:, None] + np.arange(grid.n_steps)[None, :], axis=1)
+        ok = (got == grid.epochs[None, :]).all(axis=1)
+    if not ok.all():
+        j = int(np.flatnonzero(~ok)[0])
+        raise ConfigError(f"NetCDF forcing {path} does not cover the run {grid.label(0)} .. "
+                          f"{grid.label(grid.n_steps - 1)} every {grid.interval} s", catchment=catchment_ids[j],
+                          field="forcing")
+    return first

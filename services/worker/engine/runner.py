@@ -1,0 +1,239 @@
+"""`run_engine`: set up a run (every check before the first step), then step it.
+
+Setup errors are agreed on collectively under MPI (every rank learns every rank's error), so a
+bad partition or missing forcing on one rank stops all ranks with the same message instead of
+leaving the others blocked in the exchange.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import numpy as np
+
+from .args import EngineArgs, parse_argv
+from .comm import world
+from .domain import assign_from_partitions, assign_serial, build_domain, check_remote_connections, load_partitions
+from .errors import ConfigError, EngineError
+from .exchange import MpiExchange, NullExchange
+from .forcing import load_forcing
+from .models import FormulationGroup, build_groups
+from .nexus import nexus_flows
+from .outputs import catchment_writer, nexus_writer
+from .partition_check import validate_partition_file
+from .progress import Progress, ProgressCallback
+from .realization import HydrofabricParam, Realization, load_realization, resolve
+
+#: bytes of output rows buffered per rank before they are written
+BLOCK_BUDGET = 256 * 2**20
+
+
+@dataclass
+class EngineResult:
+    steps: int
+    catchments: int  # simulated across all ranks
+    local_catchments: int
+    rank: int
+    size: int
+    output_root: str
+    timings: dict[str, float] = field(default_factory=dict)  # this rank: setup, run, total (s)
+    rank_timings: list[dict[str, float]] | None = None  # rank 0 only: every rank's timings
+
+
+@dataclass
+class _Run:
+    args: EngineArgs
+    realization: Realization
+    network: object
+    domain: object
+    groups: list[FormulationGroup]
+    forcing: dict[str, np.ndarray]
+    area_m2: np.ndarray
+    output_root: str
+
+
+def _hydrofabric_columns(real: Realization) -> list[str]:
+    specs = [real.global_formulation, *real.catchment_formulations.values()]
+    cols = {v.column for s in specs if s for m in s.modules for v in m.model_params.values()
+            if isinstance(v, HydrofabricParam)}
+    return sorted(cols)
+
+
+def _load_network(args: EngineArgs, real: Realization, cwd: str):
+    from dmod.services.hydrofabric import load_network
+
+    cat_path, nex_path = resolve(args.catchment_path, cwd), resolve(args.nexus_path, cwd)
+    for p, what in ((cat_path, "catchment data"), (nex_path, "nexus data")):
+        if not os.path.exists(p):
+            raise ConfigError(f"{what} file {p} does not exist", field="command line")
+    try:
+        return load_network(cat_path, nex_path, attributes=_hydrofabric_columns(real))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot read hydrofabric: {exc}", field=cat_path) from None
+
+
+def _setup(args: EngineArgs, cwd: str, rank: int, size: int, tag_ub: int, network, batch: bool) -> _Run:
+    real = load_realization(resolve(args.realization_path, cwd))
+    if network is None:
+        network = _load_network(args, real, cwd)
+    if args.partition_path:
+        path = resolve(args.partition_path, cwd)
+        parts = load_partitions(path)
+        validate_partition_file(network, path, parts, size)
+        rank_of, sentinel = assign_from_partitions(network, parts, size)
+    elif size > 1:
+        raise ConfigError(f"{size} MPI ranks need a partition file (6th argument)", field="command line")
+    else:
+        parts, rank_of, sentinel = None, assign_serial(network, args.cat_subset), {}
+    dom = build_domain(network, rank, size, rank_of, sentinel, args.nex_subset, tag_ub)
+    if parts is not None:
+        check_remote_connections(network, dom, parts[rank])
+    ids = [str(c) for c in network.catchment_ids[dom.local_cats].tolist()]
+    area = np.asarray(network.area_sqkm, dtype=np.float64)[dom.local_cats]
+    bad = np.flatnonzero(~(area > 0) | ~np.isfinite(area))
+    if bad.size:
+        raise ConfigError(f"area_sqkm is missing or not positive ({area[bad[0]]})", catchment=ids[bad[0]],
+                          field="hydrofabric areasqkm")
+    groups = build_groups(ids, dom.local_cats, real, network.attributes, cwd, real.time.interval, batch)
+    needs: list[tuple[str, ...]] = [()] * len(ids)
+    for g in groups:
+        need = g.forcing_needs()
+        for j in g.members.tolist():
+            needs[j] = need
+    specs = [real.forcing_for(cid) if needs[j] else None for j, cid in enumerate(ids)]
+    forcing = load_forcing(ids, specs, needs, real.time, cwd)
+    return _Run(args=args, realization=real, network=network, domain=dom, groups=groups, forcing=forcing,
+                area_m2=area * 1.0e6, output_root=resolve(real.output.root, cwd))
+
+
+def _agree(comm, error: EngineError | None) -> None:
+    """Raise the same error on every rank if any rank failed setup."""
+    if comm is None:
+        if error is not None:
+            raise error
+        return
+    errors = comm.allgather(None if error is None else (error.exit_code, str(error)))
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if not failed:
+        return
+    first_rank: dict[str, int] = {}
+    for r, (_, msg) in failed:
+        first_rank.setdefault(msg, r)
+    if len(first_rank) == 1:
+        text = next(iter(first_rank))
+    else:
+        text = "; ".join(f"rank {r}: {msg}" for msg, r in first_rank.items())
+    if all(code == ConfigError.exit_code for _, (code, _) in failed):
+        raise ConfigError(text)
+    raise EngineError(text)
+
+
+def _block_steps(n_local: int, groups: list[FormulationGroup], n_out: int, total: int) -> int:
+    forced = os.environ.get("DMOD_ENGINE_BLOCK_STEPS")
+    if forced:
+        return max(1, min(total, int(forced)))
+    per_step = 8 * (2 * n_local + sum(g.m * len(g.record) for g in groups) + 3 * n_out)
+    return max(1, min(total, BLOCK_BUDGET // max(per_step, 1)))
+
+
+def _step_loop(run: _Run, exchange, progress: Progress) -> None:
+    grid = run.realization.time
+    total, dom = grid.n_steps, run.domain
+    labels = grid.labels()
+    n_local = len(dom.local_cats)
+    write_cats = run.realization.output.catchment_enabled
+    cat_writers = [catchment_writer(run.output_root, g.ids, g.headers) for g in run.groups] if write_cats else []
+    nex_ids = [str(n) for n in run.network.nexus_ids[dom.out_nexus].tolist()]
+    nex_out = nexus_writer(run.output_root, nex_ids)
+    block = _block_steps(n_local, run.groups, len(nex_ids), total)
+    contrib = np.empty((block, n_local))
+    main = np.empty(n_local)
+    recv_offsets = getattr(exchange, "recv_offsets", np.zeros(1, np.int64))
+    rec_blocks = [np.empty((g.m, block, len(g.record))) for g in run.groups] if write_cats else []
+    for k0 in range(0, total, block):
+        steps = range(k0, min(total, k0 + block))
+        for kb, k in enumerate(steps):
+            progress.step(k)
+            for gi, g in enumerate(run.groups):
+                g.advance(k, run.forcing, grid.interval)
+                cache: dict[tuple[int, str], np.ndarray] = {}
+                for r, slot in enumerate(g.record if write_cats else ()):
+                    cache[slot] = cache[slot] if slot in cache else g.values(slot)
+                    rec_blocks[gi][:, kb, r] = cache[slot]
+                main[g.members] = cache[g.main] if g.main in cache else g.values(g.main)
+            # m/h over the catchment area → m³/s; the same expression on every rank
+            contrib[kb] = main * run.area_m2 / 3600.0
+            exchange.post(k, contrib[kb])
+        exchange.complete_through(steps[-1])
+        n = len(steps)
+        received = getattr(exchange, "received", None)
+        received = received[k0: k0 + n] if received is not None else np.zeros((n, 0))
+        flows = nexus_flows(dom, contrib[:n], received, recv_offsets)
+        for gi, w in enumerate(cat_writers):
+            w.write_block(steps, labels, rec_blocks[gi][:, :n, :])
+        nex_out.write_block(steps, labels, flows.T[:, :, None])
+
+
+def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCallback | None = None, *,
+               cwd: str | None = None, network=None, batch: bool | None = None,
+               stdout: TextIO | None = None) -> EngineResult:
+    """Run the engine in this process (one MPI rank when started under mpiexec).
+
+    argv: ngen's positional arguments (without the program name) or parsed `EngineArgs`.
+    progress_callback(done, total) is called at the cadence of the progress lines (rank 0).
+    network: an already loaded hydrofabric `Network` (skips reading the files).
+    batch: vectorise models that support it (default on; DMOD_ENGINE_BATCH=0 turns it off).
+    Raises ConfigError (exit code 2) for bad inputs, EngineError (exit code 1) for run failures.
+    """
+    t0 = time.perf_counter()
+    cwd = os.path.abspath(cwd or os.getcwd())
+    if batch is None:
+        batch = os.environ.get("DMOD_ENGINE_BATCH", "1") != "0"
+    args = argv if isinstance(argv, EngineArgs) else parse_argv(list(argv))
+    comm, rank, size, tag_ub = world(args.partition_path is not None)
+    run, error = None, None
+    try:
+        run = _setup(args, cwd, rank, size, tag_ub, network, batch)
+    except EngineError as exc:
+        error = exc
+    except Exception as exc:  # a bug or unexpected model failure: still agree, then fail
+        error = EngineError(f"setup failed: {type(exc).__name__}: {exc}")
+    _agree(comm, error)
+    out = stdout or sys.stdout
+    if rank == 0:
+        for w in run.realization.warnings:
+            print(f"WARNING: {w}", file=sys.stderr, flush=True)
+    os.makedirs(run.output_root, exist_ok=True)
+    t_setup = time.perf_counter()
+    exchange = MpiExchange(comm, run.domain, run.realization.time.n_steps) if size > 1 else NullExchange()
+    progress = Progress(run.realization.time.n_steps, enabled=rank == 0, stream=out,
+                        callback=progress_callback if rank == 0 else None)
+    try:
+        _step_loop(run, exchange, progress)
+        exchange.close()
+        for g in run.groups:
+            g.finalize()
+    except Exception as exc:
+        if comm is not None and size > 1:
+            print(f"ERROR rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            comm.Abort(1)
+        if isinstance(exc, EngineError):
+            raise
+        raise EngineError(f"run failed: {type(exc).__name__}: {exc}") from exc
+    progress.finished()
+    t_end = time.perf_counter()
+    timings = {"setup": t_setup - t0, "run": t_end - t_setup, "total": t_end - t0}
+    simulated = int((run.domain.rank_of >= 0).sum())
+    result = EngineResult(steps=run.realization.time.n_steps, catchments=simulated,
+                          local_catchments=len(run.domain.local_cats), rank=rank, size=size,
+                          output_root=run.output_root, timings=timings)
+    if comm is not None:
+        gathered = comm.gather(timings, root=0)
+        result.rank_timings = gathered if rank == 0 else None
+    else:
+        result.rank_timings = [timings]
+    return result
