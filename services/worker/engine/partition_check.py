@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
-
-def _validator():
-    try:
-        from dmod.services.hydrofabric import validate_partitioning
-    except ImportError:
-        try:
-            from dmod.services.hydrofabric.partition import validate_partitioning
-        except ImportError:
-            return None
-    return validate_partitioning
+SHOWN = 5
 
 
-def validate_partition_file(network, path: str, parts: list[dict], n_ranks: int) -> None:
-    validate = _validator()
-    if validate is None:  # library not available: the engine's own plan checks still apply
-        return
-    errors = validate(network, {"partitions": parts}, n_ranks)
+def validate_partition_file(network, path: str, doc: dict, n_ranks: int) -> None:
+    from dmod.services.hydrofabric.partition_validate import validate_partitioning
+
+    errors = [i for i in validate_partitioning(network, doc, n_ranks) if getattr(i, "severity", "error") == "error"]
     if errors:
-        shown = "; ".join(str(getattr(e, "message", e)) for e in errors[:5])
-        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-        raise ConfigError(f"invalid partition file for {n_ranks} ranks: {shown}{more}", field=path)
+        shown = "; ".join(f"{e.code}: {e.message}" for e in errors[:SHOWN])
+        more = f" (and {len(errors) - SHOWN} more)" if len(errors) > SHOWN else ""
+        raise ConfigError(f"invalid partition file for {n_ranks} MPI ranks: {shown}{more}", field=path)

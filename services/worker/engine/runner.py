@@ -83,7 +83,7 @@ def _setup(args: EngineArgs, cwd: str, rank: int, size: int, tag_ub: int, networ
     if args.partition_path:
         path = resolve(args.partition_path, cwd)
         parts = load_partitions(path)
-        validate_partition_file(network, path, parts, size)
+        validate_partition_file(network, path, {"partitions": parts}, size)
         rank_of, sentinel = assign_from_partitions(network, parts, size)
     elif size > 1:
         raise ConfigError(f"{size} MPI ranks need a partition file (6th argument)", field="command line")
