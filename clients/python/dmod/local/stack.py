@@ -21,10 +21,12 @@ from dmod.local.postgres import Postgres
 from dmod.local.procs import free_port, pid_alive, spawn, stop_pid, tcp_open, wait_for
 from dmod.local.redis import start_redis
 from dmod.local.s3 import S3Ports, start_s3
+from dmod.local.web import start_web
 from dmod.services.runtime.auth import ensure_keypair
 from dmod.services.runtime.registry import SERVICES
 
-DEFAULT_PORTS = {"gateway": 8780, "services": 8781, "postgres": 8782, "redis": 8783, "s3": 8784, "envoy_admin": 8785}
+DEFAULT_PORTS = {"gateway": 8780, "services": 8781, "postgres": 8782, "redis": 8783, "s3": 8784, "envoy_admin": 8785,
+                 "web": 8786}
 
 
 @dataclass
@@ -81,7 +83,7 @@ def _port(name: str, fixed: bool) -> int:
 class Stack:
     """Starts and stops every component; `fixed_ports=False` (tests) picks free ports."""
 
-    COMPONENTS = ("postgres", "redis", "s3", "services", "envoy")
+    COMPONENTS = ("postgres", "redis", "s3", "services", "web", "envoy")
 
     def __init__(self, home: Path, fixed_ports: bool = True, log=print):
         self.home = Path(home)
@@ -119,8 +121,10 @@ class Stack:
             self._save(state)
             wait_for(lambda: self._serving(f"127.0.0.1:{ports['services']}"), timeout, "services", services,
                      self.home / "logs/services.log")
+            state.pids["web"] = start_web(self.home / "logs", ports["web"]).pid
+            self._save(state)
             upstreams = {name: ("127.0.0.1", ports["services"]) for name in SERVICES}
-            config = render_config(ports["gateway"], ports["envoy_admin"], upstreams)
+            config = render_config(ports["gateway"], ports["envoy_admin"], upstreams, web=("127.0.0.1", ports["web"]))
             state.pids["envoy"] = start_envoy(self.home / "envoy", config, ports["gateway"]).pid
             wait_for(lambda: self._serving(state.gateway), timeout, "gateway")
         except BaseException:
@@ -166,12 +170,13 @@ class Stack:
         report["redis"]["healthy"] = _redis_ping(state.ports["redis"])
         report["s3"]["healthy"] = tcp_open(state.ports["s3"])
         report["envoy"]["healthy"] = tcp_open(state.ports["gateway"])
+        report["web"]["healthy"] = "web" in state.ports and tcp_open(state.ports["web"])
         for info in SERVICES.values():
             report[info.full_name] = {"healthy": self._serving(state.gateway, info.full_name), "via": "gateway"}
         report["services"]["healthy"] = all(report[i.full_name]["healthy"] for i in SERVICES.values())
         for name, port_key in (("postgres", "postgres"), ("redis", "redis"), ("s3", "s3"), ("envoy", "gateway"),
-                               ("services", "services")):
-            report[name]["port"] = state.ports[port_key]
+                               ("services", "services"), ("web", "web")):
+            report[name]["port"] = state.ports.get(port_key)
         return report
 
     @staticmethod
