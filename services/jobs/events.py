@@ -1,0 +1,163 @@
+"""Event fan-out over Redis pub/sub. Postgres is the truth; Redis only says "something new".
+
+One Redis subscription per process (not per watcher) feeds in-process queues:
+- `dmod:jobs:events`  every JobEvent (serialized) -> WatchJob streams and the schedulers
+- `dmod:jobs:logs`    job ids with new log lines -> StreamJobLogs followers
+- `dmod:monitor:events` MonitorEvents -> MonitorService.WatchEvents
+
+A message lost by Redis (reconnect, publisher crash after the commit) is recovered by the
+consumers: watchers detect seq gaps and re-read Postgres, and poll it when idle.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from dmod.v1 import jobs_pb2, monitor_pb2
+
+log = logging.getLogger("dmod.jobs.events")
+
+EVENTS = b"dmod:jobs:events"
+LOGS = b"dmod:jobs:logs"
+MONITOR = b"dmod:monitor:events"
+RESYNC = object()  # put into queues after a reconnect: re-read Postgres
+
+
+class Subscription:
+    def __init__(self, hub: EventHub, key: str, registry: dict):
+        self.hub, self.key, self.registry = hub, key, registry
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+
+    def __enter__(self) -> Subscription:
+        self.registry.setdefault(self.key, set()).add(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subs = self.registry.get(self.key)
+        if subs is not None:
+            subs.discard(self)
+            if not subs:
+                self.registry.pop(self.key, None)
+
+    def put(self, item) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:  # a stuck consumer: drop and make it re-read Postgres
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+
+    async def get(self, timeout: float):
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+
+class EventHub:
+    def __init__(self, redis):
+        self.redis = redis
+        self.job_watchers: dict[str, set[Subscription]] = {}
+        self.log_watchers: dict[str, set[Subscription]] = {}
+        self.monitor_watchers: dict[str, set[Subscription]] = {}
+        self.listeners: list[Callable[[jobs_pb2.JobEvent], None]] = []
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self, spawn) -> None:
+        if self._task is None:
+            self._task = spawn(self._run())
+
+    async def wait_ready(self, timeout: float = 5.0) -> None:
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("event hub not connected to Redis yet; watchers fall back to polling Postgres")
+
+    # ---- publishing -----------------------------------------------------------------------
+    async def publish_events(self, events: list[jobs_pb2.JobEvent]) -> None:
+        if not events:
+            return
+        try:
+            if len(events) == 1:
+                await self.redis.publish(EVENTS, events[0].SerializeToString())
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for event in events:
+                        pipe.publish(EVENTS, event.SerializeToString())
+                    await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - Postgres has the events; watchers poll it
+            log.warning("publishing job events failed: %s", exc)
+
+    async def publish_logs(self, job_id: str) -> None:
+        try:
+            await self.redis.publish(LOGS, job_id.encode())
+        except Exception as exc:  # noqa: BLE001
+            log.warning("publishing log notice failed: %s", exc)
+
+    async def publish_monitor(self, event: monitor_pb2.MonitorEvent) -> None:
+        try:
+            await self.redis.publish(MONITOR, event.SerializeToString())
+        except Exception as exc:  # noqa: BLE001
+            log.warning("publishing monitor event failed: %s", exc)
+
+    # ---- subscribing ----------------------------------------------------------------------
+    def watch_job(self, job_id: str) -> Subscription:
+        return Subscription(self, job_id, self.job_watchers)
+
+    def watch_logs(self, job_id: str) -> Subscription:
+        return Subscription(self, job_id, self.log_watchers)
+
+    def watch_monitor(self, job: str = "") -> Subscription:
+        return Subscription(self, job, self.monitor_watchers)
+
+    def _resync_all(self) -> None:
+        for registry in (self.job_watchers, self.log_watchers):
+            for subs in registry.values():
+                for sub in subs:
+                    sub.put(RESYNC)
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        if channel == EVENTS:
+            event = jobs_pb2.JobEvent.FromString(data)
+            job_id = event.job.removeprefix("jobs/")
+            for sub in self.job_watchers.get(job_id, ()):
+                sub.put(event)
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001
+                    log.exception("event listener failed")
+        elif channel == LOGS:
+            for sub in self.log_watchers.get(data.decode(), ()):
+                sub.put(True)
+        elif channel == MONITOR:
+            event = monitor_pb2.MonitorEvent.FromString(data)
+            for key in ("", event.job):
+                for sub in self.monitor_watchers.get(key, ()):
+                    sub.put(event)
+
+    async def _run(self) -> None:
+        first = True
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(EVENTS, LOGS, MONITOR)
+                self.ready.set()
+                if not first:
+                    self._resync_all()
+                first = False
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect
+                self.ready.clear()
+                log.warning("event hub lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass

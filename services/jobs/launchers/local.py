@@ -1,0 +1,264 @@
+"""`local` launcher: the worker agent as a subprocess of this host.
+
+`python -m dmod.services.worker run --job jobs/<id> --attempt <n> ...` starts in its own session
+(so it outlives a crashed scheduler) and runs `mpiexec -n N` itself. The handle records the pid
+and the process start time (a recycled pid is never taken for the worker); the attempt
+directory holds `worker.json` (the handle, for `find` after a crash between launch and record)
+and the worker's `exit.json` (its exit code, for `inspect` by a process that is not its parent).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from dmod.services.jobs.config import JobsSettings
+from dmod.services.jobs.launchers.base import (EventKind, Inspection, LaunchError, Launcher, LauncherEvent, LaunchHandle,
+                                               LaunchRequest, NodeSpec, WorkerState)
+
+log = logging.getLogger("dmod.jobs.launcher.local")
+
+NAME = "local"
+
+
+def attempt_dir(root: Path, job: str, attempt: int) -> Path:
+    return root / job.removeprefix("jobs/") / f"attempt-{attempt}"
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _alive(handle: LaunchHandle) -> psutil.Process | None:
+    """The worker process of `handle` if it still runs (same pid *and* start time)."""
+    try:
+        proc = psutil.Process(int(handle.id))
+        if abs(proc.create_time() - float(handle.data.get("start_time", 0))) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+class LocalLauncher(Launcher):
+    name = NAME
+
+    def __init__(self, settings, cfg: JobsSettings | None = None):
+        self.settings = settings
+        self.cfg = cfg or JobsSettings()
+        self.root = Path(self.cfg.work_dir) if self.cfg.work_dir else Path(settings.home) / "jobs"
+        self._children: dict[tuple[str, int], asyncio.subprocess.Process] = {}
+        self._watched: set[tuple[str, int]] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._events: asyncio.Queue[LauncherEvent] = asyncio.Queue()
+
+    # ---- pool ---------------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeSpec]:
+        cpus = self.settings.node_cpus or os.cpu_count() or 1
+        memory = self.settings.node_memory_bytes or psutil.virtual_memory().total
+        factor = max(1.0, self.cfg.oversubscribe)
+        return [NodeSpec(name="local", hostname=socket.gethostname(), cpus=int(cpus * factor),
+                         memory_bytes=int(memory * factor))]
+
+    # ---- launch -------------------------------------------------------------------------------
+    async def launch(self, request: LaunchRequest) -> LaunchHandle:
+        existing = await self.find(request.job, request.attempt)
+        if existing is not None:
+            return existing
+        folder = attempt_dir(self.root, request.job, request.attempt)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "exit.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "dmod.services.worker", "run", "--job", request.job,
+               "--attempt", str(request.attempt), "--ranks", str(request.ranks), "--engine", request.engine,
+               "--server", request.server, "--workdir", str(folder)]
+        env = {**os.environ, **request.env, "DMOD_TOKEN": request.token, "DMOD_GATEWAY": request.server,
+               "PYTHONUNBUFFERED": "1"}
+        try:
+            with open(folder / "worker.log", "ab") as out:
+                proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                                                            stderr=asyncio.subprocess.STDOUT, env=env,
+                                                            cwd=str(folder), start_new_session=True)
+        except OSError as exc:
+            raise LaunchError(f"cannot start the worker: {exc}", transient=False) from exc
+        started = _start_time(proc.pid) or time.time()
+        handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(proc.pid),
+                              data={"pid": proc.pid, "start_time": started, "host": socket.gethostname(),
+                                    "dir": str(folder)})
+        (folder / "worker.json").write_text(json.dumps(handle.to_dict()))
+        key = (request.job, request.attempt)
+        self._children[key] = proc
+        self._watched.add(key)
+        self._emit(LauncherEvent(handle, EventKind.WORKER_STARTED, message=f"worker pid {proc.pid}"))
+        self._spawn(self._wait_child(handle, proc))
+        return handle
+
+    async def find(self, job: str, attempt: int) -> LaunchHandle | None:
+        key = (job, attempt)
+        if key in self._children:
+            proc = self._children[key]
+            return LaunchHandle(NAME, job, attempt, str(proc.pid), {"pid": proc.pid,
+                                                                    "start_time": _start_time(proc.pid) or 0})
+        record = attempt_dir(self.root, job, attempt) / "worker.json"
+        if record.exists():
+            try:
+                return LaunchHandle.from_dict(json.loads(record.read_text()))
+            except (ValueError, KeyError):
+                pass
+        # Crashed between spawning and writing worker.json: look for the process itself.
+        for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            cmdline = proc.info.get("cmdline") or []
+            if "dmod.services.worker" in cmdline and job in cmdline and "--attempt" in cmdline:
+                i = cmdline.index("--attempt")
+                if i + 1 < len(cmdline) and cmdline[i + 1] == str(attempt):
+                    return LaunchHandle(NAME, job, attempt, str(proc.info["pid"]),
+                                        {"pid": proc.info["pid"], "start_time": proc.info["create_time"]})
+        return None
+
+    # ---- observe ------------------------------------------------------------------------------
+    def _exit_record(self, handle: LaunchHandle) -> int | None:
+        folder = Path(handle.data.get("dir") or attempt_dir(self.root, handle.job, handle.attempt))
+        try:
+            return int(json.loads((folder / "exit.json").read_text())["exit_code"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    async def inspect(self, handle: LaunchHandle) -> Inspection:
+        proc = self._children.get((handle.job, handle.attempt))
+        if proc is not None and proc.returncode is not None:
+            return Inspection(WorkerState.EXITED, proc.returncode, _describe(proc.returncode))
+        if proc is not None or _alive(handle) is not None:
+            return Inspection(WorkerState.RUNNING)
+        code = self._exit_record(handle)
+        if code is not None:
+            return Inspection(WorkerState.EXITED, code, _describe(code))
+        return Inspection(WorkerState.GONE, None, f"worker pid {handle.id} is gone without an exit record")
+
+    async def adopt(self, handle: LaunchHandle) -> None:
+        key = (handle.job, handle.attempt)
+        if key in self._watched:
+            return
+        self._watched.add(key)
+        self._spawn(self._poll(handle))
+
+    def watching(self, job: str, attempt: int) -> bool:
+        return (job, attempt) in self._watched
+
+    async def events(self):
+        while True:
+            yield await self._events.get()
+
+    # ---- stop ---------------------------------------------------------------------------------
+    async def cancel(self, handle: LaunchHandle, grace: float = 10.0) -> None:
+        root = _alive(handle)
+        if root is None:
+            return
+        try:
+            family = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = [root]
+        pgid = None
+        try:
+            pgid = os.getpgid(root.pid)
+        except ProcessLookupError:
+            pass
+        self._signal(family, pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not any(_running(p) for p in family):
+                return
+            await asyncio.sleep(0.1)
+        try:  # anything started meanwhile
+            family += [c for c in root.children(recursive=True) if c not in family]
+        except psutil.NoSuchProcess:
+            pass
+        self._signal(family, pgid, signal.SIGKILL)
+        for _ in range(50):
+            if not any(_running(p) for p in family):
+                return
+            await asyncio.sleep(0.1)
+        log.error("processes of %s attempt %s survive SIGKILL", handle.job, handle.attempt)
+
+    @staticmethod
+    def _signal(family: list[psutil.Process], pgid: int | None, sig: int) -> None:
+        if pgid is not None and pgid != os.getpgid(0):
+            try:
+                os.killpg(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in family:
+            try:
+                proc.send_signal(sig)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
+    async def cleanup(self, handle: LaunchHandle) -> None:
+        self._children.pop((handle.job, handle.attempt), None)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _emit(self, event: LauncherEvent) -> None:
+        self._events.put_nowait(event)
+
+    async def _wait_child(self, handle: LaunchHandle, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        self._watched.discard((handle.job, handle.attempt))
+        self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=code, message=_describe(code)))
+
+    async def _poll(self, handle: LaunchHandle) -> None:
+        try:
+            while True:
+                seen = await self.inspect(handle)
+                if seen.state is WorkerState.EXITED:
+                    self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=seen.exit_code,
+                                             message=seen.message))
+                    return
+                if seen.state is WorkerState.GONE:
+                    self._emit(LauncherEvent(handle, EventKind.WORKER_LOST, message=seen.message))
+                    return
+                await asyncio.sleep(0.5)
+        finally:
+            self._watched.discard((handle.job, handle.attempt))
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "exit code unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def create(settings) -> LocalLauncher:
+    return LocalLauncher(settings)

@@ -1,0 +1,84 @@
+"""What JobService and MonitorService share inside one process: settings, the store, the event
+hub, the launcher (local workers are observed by the process that spawned them) and tokens."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+
+from dmod.services.jobs.config import JobsSettings
+from dmod.services.jobs.datasets import Datasets
+from dmod.services.jobs.events import EventHub
+from dmod.services.jobs.launchers import create_launcher
+from dmod.services.jobs.launchers.base import Launcher
+from dmod.services.jobs.store import JobStore
+from dmod.services.runtime.app import App
+from dmod.services.runtime.auth import TokenIssuer
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class JobsRuntime:
+    def __init__(self, app: App):
+        self.app = app
+        self.cfg = JobsSettings()
+        self.me = self.cfg.instance_id()
+        self.pool_name = self.cfg.pool
+        self.launcher: Launcher = create_launcher(app.settings.launcher, app.settings)
+        self.hub = EventHub(app.redis())
+        self.store: JobStore | None = None
+        key = app.settings.jwt_private_key_file
+        self.issuer = TokenIssuer(key.read_bytes(), app.settings.token_ttl_seconds) if key and key.exists() else None
+        self.scratch = Path(self.cfg.scratch_dir) if self.cfg.scratch_dir else Path(app.settings.home) / "scratch/jobs"
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = asyncio.Lock()
+        self._ready = False
+
+    async def init(self) -> None:
+        async with self._lock:
+            if self._ready:
+                return
+            await self.app.migrate("jobs", MIGRATIONS)
+            self.store = JobStore(await self.app.db(), self.hub.publish_events)
+            self.hub.start(self.app.spawn)
+            await self.hub.wait_ready()
+            self._ready = True
+
+    # ---- identities -------------------------------------------------------------------------
+    def worker_token(self, owner: str, job: str, timeout_seconds: float = 0) -> str:
+        if self.issuer is None:
+            return ""
+        ttl = max(self.cfg.worker_token_ttl_seconds, int(timeout_seconds) + 3600)
+        token, _ = self.issuer.issue(owner, job=job, ttl_seconds=ttl)
+        return token
+
+    def owner_metadata(self, owner: str) -> tuple:
+        """Metadata for calls the scheduler makes on behalf of a job's owner."""
+        if self.issuer is None:
+            return ()
+        cached = self._tokens.get(owner)
+        if cached is None or cached[1] < time.time() + 60:
+            token, exp = self.issuer.issue(owner, ttl_seconds=900)
+            cached = self._tokens[owner] = (token, exp)
+        return (("authorization", f"Bearer {cached[0]}"),)
+
+    def datasets(self, owner: str) -> Datasets:
+        return Datasets(self.app.channel(), self.owner_metadata(owner))
+
+    def channel(self) -> grpc.aio.Channel:
+        return self.app.channel()
+
+    @property
+    def worker_server(self) -> str:
+        """Where workers report: the gateway (any JobService instance behind it will do)."""
+        return self.app.settings.gateway or self.app.address
+
+
+def get_runtime(app: App) -> JobsRuntime:
+    runtime = getattr(app, "_jobs_runtime", None)
+    if runtime is None:
+        runtime = JobsRuntime(app)
+        app._jobs_runtime = runtime
+    return runtime

@@ -1,0 +1,282 @@
+"""Postgres access for jobs: creation (idempotent), state transitions (optimistic concurrency on
+`version`, one event per transition with a per-job increasing `seq`), attempts, leases, logs.
+
+Every transition is one SQL statement that updates the job row *only if its version is the one
+the caller read* and inserts the event with the job's next seq; a lost race returns None and the
+caller re-reads and decides again. Events are handed to `publish` after the commit.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+
+import asyncpg
+
+from dmod.services.jobs import convert, states
+from dmod.services.runtime.errors import AlreadyExists
+from dmod.v1 import jobs_pb2
+
+Publish = Callable[[list[jobs_pb2.JobEvent]], Awaitable[None]]
+
+# Columns a transition may set besides state/reason/message.
+_SETTABLE = {"attempt", "progress_step", "progress_total", "output_dataset", "resolved", "staged", "start_time",
+             "end_time", "queued_time", "not_before", "lease_owner", "lease_expires", "evaluation"}
+_JSON = {"resolved", "staged"}
+
+
+def request_hash(spec: jobs_pb2.JobSpec, labels: dict[str, str]) -> str:
+    h = hashlib.sha256(spec.SerializeToString(deterministic=True))
+    h.update(json.dumps(sorted(labels.items())).encode())
+    return h.hexdigest()
+
+
+class JobStore:
+    def __init__(self, pool: asyncpg.Pool, publish: Publish):
+        self.pool = pool
+        self._publish = publish
+
+    # ---- creation ----------------------------------------------------------------------------
+    async def create(self, *, owner: str, request_id: str, spec: jobs_pb2.JobSpec, labels: dict[str, str],
+                     pool: str, launcher: str, lease_owner: str | None, lease_seconds: float):
+        """Insert a PENDING job (event seq 1). With a request_id, the same (owner, request_id) and
+        request returns the existing job; a different request with that id is ALREADY_EXISTS."""
+        digest = request_hash(spec, labels)
+        for _ in range(3):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if request_id:
+                        key = await conn.fetchrow("SELECT job_id, request_hash FROM job_request_keys "
+                                                  "WHERE owner = $1 AND request_id = $2", owner, request_id)
+                        if key is not None:
+                            if key["request_hash"] != digest:
+                                raise AlreadyExists(
+                                    f"request_id {request_id!r} was used for a different job ({convert.job_name(key['job_id'])})",
+                                    reason="REQUEST_ID_REUSED", metadata={"job": convert.job_name(key["job_id"])})
+                            return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", key["job_id"]), False
+                    job_id = uuid.uuid4().hex
+                    row = await conn.fetchrow(
+                        """INSERT INTO jobs (id, owner, request_id, spec, labels, priority, cpu_count, memory_bytes,
+                                             state, launcher, pool, last_event_seq, lease_owner, lease_expires)
+                           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, 1, $12,
+                                   CASE WHEN $12::text IS NULL THEN NULL
+                                        ELSE now() + make_interval(secs => $13) END)
+                           RETURNING *""",
+                        job_id, owner, request_id, spec.SerializeToString(), json.dumps(labels), spec.priority,
+                        spec.cpu_count, spec.memory_bytes, states.PENDING, launcher, pool, lease_owner, lease_seconds)
+                    event = await conn.fetchrow(
+                        "INSERT INTO job_events (job_id, seq, state, reason, message) VALUES ($1, 1, $2, 'CREATED', "
+                        "'job created') RETURNING *", job_id, states.PENDING)
+                    if request_id:
+                        await conn.execute("INSERT INTO job_request_keys (owner, request_id, request_hash, job_id) "
+                                           "VALUES ($1, $2, $3, $4)", owner, request_id, digest, job_id)
+            except asyncpg.UniqueViolationError:
+                continue  # a concurrent create with the same request_id won: read its job
+            await self._publish([convert.event_message(event)])
+            return row, True
+        raise AlreadyExists(f"request_id {request_id!r} is being used concurrently", reason="REQUEST_ID_CONFLICT")
+
+    # ---- reads -------------------------------------------------------------------------------
+    async def get(self, job_id: str, conn=None):
+        return await (conn or self.pool).fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+
+    async def allocations(self, job_id: str, attempt: int, conn=None):
+        return await (conn or self.pool).fetch(
+            "SELECT * FROM job_allocations WHERE job_id = $1 AND attempt = $2 ORDER BY ordinal", job_id, attempt)
+
+    async def allocations_for(self, rows) -> dict[str, list]:
+        if not rows:
+            return {}
+        found = await self.pool.fetch(
+            "SELECT a.* FROM job_allocations a JOIN unnest($1::text[], $2::int[]) AS k(id, attempt) "
+            "ON a.job_id = k.id AND a.attempt = k.attempt ORDER BY a.ordinal",
+            [r["id"] for r in rows], [r["attempt"] for r in rows])
+        out: dict[str, list] = {}
+        for a in found:
+            out.setdefault(a["job_id"], []).append(a)
+        return out
+
+    async def events_after(self, job_id: str, after_seq: int, limit: int = 1000, conn=None):
+        return await (conn or self.pool).fetch(
+            "SELECT * FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", job_id, after_seq, limit)
+
+    async def list(self, *, owner: str | None, states_: list[int], labels: dict[str, str],
+                   after: tuple[dt.datetime, str] | None, limit: int):
+        where, args = [], []
+
+        def arg(value) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if owner:
+            where.append(f"owner = {arg(owner)}")
+        if states_:
+            where.append(f"state = ANY({arg(states_)}::smallint[])")
+        if labels:
+            where.append(f"labels @> {arg(json.dumps(labels))}::jsonb")
+        if after is not None:
+            where.append(f"(create_time, id) < ({arg(after[0])}, {arg(after[1])})")
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY create_time DESC, id DESC LIMIT {arg(limit)}"
+        return await self.pool.fetch(sql, *args)
+
+    # ---- transitions -------------------------------------------------------------------------
+    async def transition(self, row, to: int, *, reason: str = "", message: str = "", conn=None,
+                         release: bool | None = None, **sets):
+        """Move `row` (as read, with its version) to state `to` with one event. Returns the new
+        row, or None when the job changed meanwhile (re-read and decide again). Allocations are
+        released when the job leaves the allocated states (terminal, or back to QUEUED/PENDING)."""
+        if not states.allowed(row["state"], to):
+            raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
+        if release is None:
+            release = to in states.TERMINAL or to in (states.QUEUED, states.PENDING)
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                new, event = await self._transition(own, row, to, reason, message, release, sets)
+        else:
+            new, event = await self._transition(conn, row, to, reason, message, release, sets)
+        if new is not None and conn is None:
+            await self._publish([event])
+        return (new, event) if conn is not None else new
+
+    async def _transition(self, conn, row, to, reason, message, release, sets):
+        if release:  # lock order: node rows before job rows (as the allocator does)
+            await conn.execute(
+                "SELECT 1 FROM job_nodes WHERE (pool, name) IN (SELECT pool, node FROM job_allocations "
+                "WHERE job_id = $1 AND release_time IS NULL) ORDER BY pool, name FOR UPDATE", row["id"])
+        cols, args = [], [row["id"], row["version"], to, reason, message]
+        for key, value in sets.items():
+            if key not in _SETTABLE:
+                raise ValueError(f"cannot set {key}")
+            args.append(json.dumps(value) if key in _JSON else value)
+            cols.append(f"{key} = ${len(args)}" + ("::jsonb" if key in _JSON else ""))
+        if to in states.TERMINAL:
+            cols.append("end_time = coalesce(end_time, now())")
+            cols.append("lease_owner = NULL, lease_expires = NULL")
+        extra = (", " + ", ".join(cols)) if cols else ""
+        new = await conn.fetchrow(
+            f"""UPDATE jobs SET state = $3, state_reason = $4, state_message = $5, version = version + 1,
+                    last_event_seq = last_event_seq + 1, update_time = now(){extra}
+                WHERE id = $1 AND version = $2 RETURNING *""", *args)
+        if new is None:
+            return None, None
+        event = await conn.fetchrow(
+            "INSERT INTO job_events (job_id, seq, state, reason, message, progress_step, progress_total, attempt) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+            new["id"], new["last_event_seq"], to, reason, message, new["progress_step"], new["progress_total"],
+            new["attempt"])
+        if release:
+            await release_allocations(conn, row["id"])
+        return new, convert.event_message(event)
+
+    async def progress(self, job_id: str, attempt: int, step: int, total: int, message: str = ""):
+        """A same-state event carrying progress, if the job is still RUNNING this attempt."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = await conn.fetchrow(
+                """UPDATE jobs SET progress_step = $3, progress_total = $4, version = version + 1,
+                       last_event_seq = last_event_seq + 1, update_time = now()
+                   WHERE id = $1 AND attempt = $2 AND state = $5 RETURNING *""",
+                job_id, attempt, step, total, states.RUNNING)
+            if new is None:
+                return None
+            event = await conn.fetchrow(
+                "INSERT INTO job_events (job_id, seq, state, reason, message, progress_step, progress_total, attempt)"
+                " VALUES ($1, $2, $3, 'PROGRESS', $4, $5, $6, $7) RETURNING *",
+                job_id, new["last_event_seq"], states.RUNNING, message, step, total, attempt)
+        await self._publish([convert.event_message(event)])
+        return new
+
+    async def publish(self, events: list[jobs_pb2.JobEvent]) -> None:
+        await self._publish(events)
+
+    # ---- attempts ----------------------------------------------------------------------------
+    async def attempt(self, job_id: str, attempt: int, conn=None):
+        return await (conn or self.pool).fetchrow("SELECT * FROM job_attempts WHERE job_id = $1 AND attempt = $2",
+                                                  job_id, attempt)
+
+    async def record_launching(self, job_id: str, attempt: int, launcher: str) -> None:
+        await self.pool.execute("INSERT INTO job_attempts (job_id, attempt, launcher) VALUES ($1, $2, $3) "
+                                "ON CONFLICT DO NOTHING", job_id, attempt, launcher)
+
+    async def record_handle(self, job_id: str, attempt: int, handle: dict) -> None:
+        await self.pool.execute(
+            "UPDATE job_attempts SET handle = $3::jsonb, state = CASE WHEN state = 'LAUNCHING' THEN 'RUNNING' "
+            "ELSE state END, last_heartbeat = coalesce(last_heartbeat, now()) WHERE job_id = $1 AND attempt = $2",
+            job_id, attempt, json.dumps(handle))
+
+    async def worker_started(self, job_id: str, attempt: int) -> None:
+        await self.pool.execute("UPDATE job_attempts SET started_time = coalesce(started_time, now()), "
+                                "last_heartbeat = now() WHERE job_id = $1 AND attempt = $2", job_id, attempt)
+
+    async def heartbeat(self, job_id: str, attempt: int) -> None:
+        await self.pool.execute("UPDATE job_attempts SET last_heartbeat = now() WHERE job_id = $1 AND attempt = $2",
+                                job_id, attempt)
+
+    async def attempt_ended(self, job_id: str, attempt: int, state: str, exit_code: int | None, reason: str,
+                            message: str) -> bool:
+        """Record how an attempt ended (first writer wins); True if this call recorded it."""
+        done = await self.pool.fetchval(
+            """UPDATE job_attempts SET state = $3, exit_code = $4, exit_reason = $5, exit_message = $6,
+                   end_time = now() WHERE job_id = $1 AND attempt = $2 AND end_time IS NULL RETURNING 1""",
+            job_id, attempt, state, exit_code, reason, message[:4000])
+        return bool(done)
+
+    async def active_attempts(self, pool: str | None):
+        """Attempts of jobs in STARTING/RUNNING/CANCELLING (their workers may be alive)."""
+        return await self.pool.fetch(
+            """SELECT a.*, j.state AS job_state, j.owner, j.pool, j.lease_owner, j.version
+               FROM job_attempts a JOIN jobs j ON j.id = a.job_id AND j.attempt = a.attempt
+               WHERE j.state = ANY($1::smallint[]) AND ($2::text IS NULL OR j.pool = $2)""",
+            [states.STARTING, states.RUNNING, states.CANCELLING], pool)
+
+    # ---- leases ------------------------------------------------------------------------------
+    async def claim(self, pool: str, me: str, seconds: float, limit: int = 500):
+        """Take over non-terminal jobs of the pool that no live scheduler drives."""
+        return await self.pool.fetch(
+            """UPDATE jobs SET lease_owner = $2, lease_expires = now() + make_interval(secs => $3)
+               WHERE id IN (SELECT id FROM jobs WHERE pool = $1 AND state <> ALL($4::smallint[])
+                              AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires < now())
+                            ORDER BY create_time LIMIT $5 FOR UPDATE SKIP LOCKED)
+               RETURNING *""", pool, me, seconds, list(states.TERMINAL), limit)
+
+    async def renew(self, me: str, seconds: float) -> set[str]:
+        rows = await self.pool.fetch(
+            "UPDATE jobs SET lease_expires = now() + make_interval(secs => $2) WHERE lease_owner = $1 RETURNING id",
+            me, seconds)
+        return {r["id"] for r in rows}
+
+    # ---- logs --------------------------------------------------------------------------------
+    async def append_logs(self, job_id: str, attempt: int, lines: Iterable[jobs_pb2.LogLine]) -> int:
+        lines = list(lines)
+        if not lines:
+            return 0
+        result = await self.pool.execute(
+            """INSERT INTO job_logs (job_id, attempt, line_no, time, stream, rank, text)
+               SELECT $1, $2, l, t, s, r, x FROM unnest($3::bigint[], $4::timestamptz[], $5::text[], $6::int[],
+                                                          $7::text[]) AS u(l, t, s, r, x)
+               ON CONFLICT (job_id, attempt, line_no) DO NOTHING""",
+            job_id, attempt, [ln.seq for ln in lines],
+            [ln.time.ToDatetime(tzinfo=dt.timezone.utc) if ln.HasField("time") else dt.datetime.now(dt.timezone.utc)
+             for ln in lines],
+            [ln.stream or "stdout" for ln in lines], [ln.rank for ln in lines],
+            [ln.text.replace("\x00", "")[:8192] for ln in lines])
+        return int(result.split()[-1])
+
+    async def logs_after(self, job_id: str, after_seq: int, limit: int = 500):
+        return await self.pool.fetch("SELECT * FROM job_logs WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                                     job_id, after_seq, limit)
+
+
+async def release_allocations(conn, job_id: str) -> int:
+    """Release the job's active allocations and give their CPUs/memory back to the nodes."""
+    result = await conn.fetch(
+        """WITH r AS (UPDATE job_allocations SET release_time = now()
+                      WHERE job_id = $1 AND release_time IS NULL RETURNING pool, node, cpus, memory_bytes),
+                s AS (SELECT pool, node, sum(cpus)::int AS cpus, sum(memory_bytes)::bigint AS mem FROM r
+                      GROUP BY pool, node)
+           UPDATE job_nodes n SET allocated_cpus = n.allocated_cpus - s.cpus,
+                                  allocated_memory_bytes = n.allocated_memory_bytes - s.mem, update_time = now()
+           FROM s WHERE n.pool = s.pool AND n.name = s.node RETURNING n.name""", job_id)
+    return len(result)

@@ -1,0 +1,95 @@
+"""WatchJob and StreamJobLogs: Postgres is the truth, Redis the doorbell.
+
+WatchJob subscribes first, then sends the snapshot and the stored events after `after_seq`,
+then live events, skipping any seq already sent and re-reading Postgres on a gap, after a Redis
+reconnect, or when idle (a publish lost between commit and Redis). So a client reconnecting
+with the last seq it saw gets every later event exactly once. The stream ends after the job's
+terminal event.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from dmod.services.jobs import convert, states
+from dmod.services.jobs.events import RESYNC
+from dmod.v1 import jobs_pb2
+
+IDLE_POLL = 5.0
+PAGE = 1000
+
+
+async def watch_job(rt, row, after_seq: int, to_job):
+    job_id = row["id"]
+    store = rt.store
+    with rt.hub.watch_job(job_id) as sub:
+        row = await store.get(job_id)
+        yield jobs_pb2.WatchJobResponse(snapshot=await to_job(row))
+        last = after_seq
+        done = False
+
+        async def backlog():
+            nonlocal last, done
+            while True:
+                rows = await store.events_after(job_id, last, PAGE)
+                for r in rows:
+                    last = r["seq"]
+                    yield convert.event_message(r, job_id)
+                if len(rows) < PAGE:
+                    return
+
+        async def finished() -> bool:
+            current = await store.get(job_id)
+            return current is None or (states.is_terminal(current["state"]) and current["last_event_seq"] <= last)
+
+        async for event in backlog():
+            yield jobs_pb2.WatchJobResponse(event=event)
+        if await finished():
+            return
+        while not done:
+            try:
+                item = await sub.get(IDLE_POLL)
+            except asyncio.TimeoutError:
+                item = RESYNC
+            if item is RESYNC or (isinstance(item, jobs_pb2.JobEvent) and item.seq > last + 1):
+                async for event in backlog():
+                    yield jobs_pb2.WatchJobResponse(event=event)
+                    if states.is_terminal(event.state) and await finished():
+                        return
+                if item is RESYNC and await finished():
+                    return
+                continue
+            if item.seq <= last:
+                continue
+            last = item.seq
+            yield jobs_pb2.WatchJobResponse(event=item)
+            if states.is_terminal(item.state) and await finished():
+                return
+
+
+async def stream_logs(rt, row, after_seq: int, follow: bool):
+    job_id = row["id"]
+    store = rt.store
+    with rt.hub.watch_logs(job_id) as sub:
+        last = after_seq
+        while True:
+            while True:
+                rows = await store.logs_after(job_id, last, 500)
+                if rows:
+                    last = rows[-1]["id"]
+                    yield jobs_pb2.StreamJobLogsResponse(lines=[convert.log_message(r) for r in rows])
+                if len(rows) < 500:
+                    break
+            if not follow:
+                return
+            current = await store.get(job_id)
+            if current is None:
+                return
+            if states.is_terminal(current["state"]):
+                rows = await store.logs_after(job_id, last, 1)  # lines that landed meanwhile
+                if not rows:
+                    return
+                continue
+            try:
+                await sub.get(IDLE_POLL)
+            except asyncio.TimeoutError:
+                pass

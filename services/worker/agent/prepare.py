@@ -1,0 +1,115 @@
+"""Build the job directory from the job's datasets (SHA-256 verified), see layout.py."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import posixpath
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmod.services.worker.agent import layout
+
+
+class PrepareError(Exception):
+    def __init__(self, message: str, reason: str = "INPUT_DOWNLOAD_FAILED"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Prepared:
+    root: Path
+    catchments: str  # relative to root
+    nexuses: str
+    realization: str
+    partition: str | None
+    doc: dict  # the rewritten realization
+    subset: tuple[str, ...] | None = None  # catchments to run (serial runs)
+
+
+def _safe(rel: str) -> str:
+    norm = posixpath.normpath(rel)
+    if norm.startswith("../") or norm == ".." or posixpath.isabs(norm):
+        raise PrepareError(f"object path {rel!r} escapes the job directory", "INPUT_INVALID")
+    return norm
+
+
+def _dest(root: Path, role: str, path: str) -> Path:
+    sub = layout.ROLE_DIR.get(role, role)
+    return root / sub / _safe(path) if sub else root / _safe(path)
+
+
+async def download_inputs(ds, resolved: dict[str, str], root: Path, say) -> dict[str, list[str]]:
+    """Download every input dataset into `root`; returns role -> object paths."""
+    from dmod.services.jobs.datasets import DatasetError
+
+    listing: dict[str, list] = {}
+    for role, name in resolved.items():
+        try:
+            listing[role] = await ds.objects(name)
+        except DatasetError as exc:
+            raise PrepareError(f"cannot list {name}: {exc}") from None
+    sem = asyncio.Semaphore(8)
+    total = sum(len(v) for v in listing.values())
+    done = 0
+
+    async def fetch(role: str, obj) -> None:
+        nonlocal done
+        if role == "partition":
+            dest = root / ("inputs/partition/" + _safe(obj.path))
+        else:
+            dest = _dest(root, role, obj.path)
+        async with sem:
+            try:
+                await ds.download(obj, dest)
+            except DatasetError as exc:
+                raise PrepareError(str(exc), "CHECKSUM_MISMATCH" if exc.reason == "CHECKSUM_MISMATCH"
+                                   else "INPUT_DOWNLOAD_FAILED") from None
+        done += 1
+        if done == total or done % 200 == 0:
+            say(f"downloaded {done}/{total} input objects")
+
+    await asyncio.gather(*(fetch(role, o) for role, objs in listing.items() for o in objs))
+    return {role: [o.path for o in objs] for role, objs in listing.items()}
+
+
+def lay_out(root: Path, paths: dict[str, list[str]], start: dt.datetime | None, end: dt.datetime | None,
+            ranks: int) -> Prepared:
+    try:
+        cat, nex = layout.pick_hydrofabric(paths.get("hydrofabric", []))
+        real_path = layout.pick_json(paths.get("realization", []), layout.REALIZATION_FILE, "realization")
+    except layout.LayoutError as exc:
+        raise PrepareError(str(exc), "INPUT_INVALID") from None
+    raw = json.loads((root / real_path).read_text())
+    doc = layout.rewrite_realization(raw, forcing_paths=paths.get("forcing", []), start=start, end=end)
+    (root / layout.REALIZATION_FILE).write_text(json.dumps(doc, indent=1))
+    partition = None
+    if ranks > 1:
+        if "partition" not in paths:
+            raise PrepareError(f"{ranks} ranks need a partition dataset", "INPUT_INVALID")
+        part = layout.pick_json(paths["partition"], layout.PARTITION_FILE, "partition")
+        shutil.copyfile(root / "inputs/partition" / part, root / layout.PARTITION_FILE)
+        partition = layout.PARTITION_FILE
+    (root / layout.OUTPUT_DIR).mkdir(exist_ok=True)
+    return Prepared(root=root, catchments=f"hydrofabric/{cat}", nexuses=f"hydrofabric/{nex}",
+                    realization=layout.REALIZATION_FILE, partition=partition, doc=doc)
+
+
+def from_local(spec: dict, root: Path) -> dict[str, list[str]]:
+    """--spec mode: copy local input files/folders into the layout; role -> paths."""
+    paths: dict[str, list[str]] = {}
+    for role, src in (spec.get("inputs") or {}).items():
+        src = Path(src)
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        base = src.parent if src.is_file() else src
+        rels = []
+        for f in files:
+            rel = f.relative_to(base).as_posix()
+            dest = root / ("inputs/partition/" + rel) if role == "partition" else _dest(root, role, rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest)
+            rels.append(rel)
+        paths[role] = rels
+    return paths
