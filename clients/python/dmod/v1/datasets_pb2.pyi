@@ -597,7 +597,13 @@ class UploadObjectRequest(_message.Message):
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    FINAL_SHA256_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
+    final_sha256: _builtins.str
+    """Optional last message: hex SHA-256 of the whole object, for clients that hash while
+    sending (one pass over the data). Verified like metadata.sha256, before the object
+    becomes visible; must agree with metadata.sha256 when both are given.
+    """
     @_builtins.property
     def metadata(self) -> Global___UploadMetadata: ...
     def __init__(
@@ -605,12 +611,13 @@ class UploadObjectRequest(_message.Message):
         *,
         metadata: Global___UploadMetadata | None = ...,
         chunk: _builtins.bytes = ...,
+        final_sha256: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "final_sha256", b"final_sha256", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "final_sha256", b"final_sha256", "metadata", b"metadata", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["metadata", "chunk", "final_sha256"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
