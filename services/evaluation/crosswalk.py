@@ -10,7 +10,8 @@ Accepted sources (all yield an ordered ``{gage_id: nexus_id}`` dict):
 Column / key names recognised: gage ``gage_id, gage, site_no, usgs_id, hl_link``; nexus
 ``nexus_id, nexus, nex_id, id``. Ids are kept as strings (USGS ids have leading zeros; CSVs are
 read as text so "01013500" survives). Nexus ids lose a trailing ``_output``/``_output.csv`` so a
-file name works as an id. One gage maps to exactly one nexus; several gages may share a nexus.
+file name works as an id. Observation columns are matched to crosswalk gages exactly, or failing
+that by `gage_key` (leading zeros / "USGS-" prefix ignored). One gage maps to exactly one nexus; several gages may share a nexus.
 """
 from __future__ import annotations
 
@@ -30,6 +31,35 @@ def normalize_nexus_id(nexus_id) -> str:
     for suffix in (".csv", "_output"):
         text = text.removesuffix(suffix)
     return text
+
+
+def gage_key(gage_id) -> str:
+    """Loose form of a gage id for fallback matching: no "USGS-"/"Gages-" prefix, no leading zeros
+    (spreadsheets routinely turn "01013500" into 1013500)."""
+    text = str(gage_id).strip()
+    low = text.lower()
+    for prefix in ("usgs-", "usgs:", "gages-", "gage-"):
+        if low.startswith(prefix):
+            text = text[len(prefix):]
+            break
+    return text.lstrip("0") or "0"
+
+
+def match_gages(wanted: Iterable[str], available: Iterable[str]) -> dict[str, str]:
+    """Crosswalk gage id → observation column: exact match first, else a unique `gage_key` match.
+    Gages with no (or an ambiguous) match are left out."""
+    available = list(available)
+    exact = set(available)
+    by_key: dict[str, list[str]] = {}
+    for col in available:
+        by_key.setdefault(gage_key(col), []).append(col)
+    out = {}
+    for g in wanted:
+        if g in exact:
+            out[g] = g
+        elif len(by_key.get(gage_key(g), [])) == 1:
+            out[g] = by_key[gage_key(g)][0]
+    return out
 
 
 def _pick(columns: Iterable[str], names: tuple[str, ...], what: str, source: str) -> str:

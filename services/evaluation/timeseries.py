@@ -26,8 +26,18 @@ def frame_from_series(series: Mapping[str, pd.Series]) -> pd.DataFrame:
     return normalize_frame(frame)
 
 
+def _is_normal(frame: pd.DataFrame) -> bool:
+    idx = frame.index
+    return (isinstance(idx, pd.DatetimeIndex) and idx.tz is None and idx.is_monotonic_increasing
+            and idx.is_unique and all(isinstance(c, str) for c in frame.columns)
+            and all(dt == "float64" for dt in frame.dtypes))
+
+
 def normalize_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Enforce the conventions above: string column names, UTC-naive sorted unique index, float64."""
+    """Enforce the conventions above: string column names, UTC-naive sorted unique index, float64.
+    A frame that already conforms is returned as is (no copy: nothing downstream mutates it)."""
+    if _is_normal(frame):
+        return frame
     frame = frame.copy()
     frame.index = to_utc_naive(frame.index)
     frame.columns = [str(c) for c in frame.columns]

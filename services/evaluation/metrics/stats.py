@@ -29,7 +29,7 @@ class PairStats:
     max_o: np.ndarray
     argmax_s: np.ndarray  # column of the first simulated peak (0 when n = 0)
     argmax_o: np.ndarray
-    const_s: np.ndarray  # True when all valid simulated values are identical (min == max, exactly)
+    const_s: np.ndarray  # True when all valid simulated values are identical (decided exactly)
     const_o: np.ndarray
     mask: np.ndarray     # (rows, time) bool: valid pairs; kept for categorical scores
     o_hi: np.ndarray     # (rows, time) observations with invalid pairs set to +inf (for percentiles)
@@ -66,8 +66,8 @@ class Workspace:
 def _shift(obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-row offset close to the observed mean, from a strided sample of the valid values.
 
-    Moments are accumulated on (value − shift); with the shift near the mean the one-pass formula
-    var = Σx²/n − (Σx/n)² loses no meaningful precision (see `_refine` for the rare rows where it would).
+    Moments are accumulated on (o − shift); with the shift near the mean the one-pass formula
+    var = Σx²/n − (Σx/n)² keeps its precision (rows where it might not are recomputed exactly).
     """
     step = max(1, obs.shape[1] // 128)
     sample, ok = obs[:, ::step], mask[:, ::step]
@@ -76,73 +76,72 @@ def _shift(obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.divide(tot, cnt, out=np.zeros(len(cnt)), where=cnt > 0)
 
 
-def _two_pass(x: np.ndarray, y: np.ndarray, m: np.ndarray, n: np.ndarray):
-    """Exact two-pass variance/covariance for a few rows (the fallback of `_refine`)."""
-    mx = np.where(m, x, 0.0).sum(axis=1) / n
-    my = np.where(m, y, 0.0).sum(axis=1) / n
-    dx = np.where(m, x - mx[:, None], 0.0)
-    dy = np.where(m, y - my[:, None], 0.0)
-    return _rowdot(dx, dx) / n, _rowdot(dy, dy) / n, _rowdot(dx, dy) / n
+def _exact(sim: np.ndarray, obs: np.ndarray, mask: np.ndarray, n: np.ndarray):
+    """Two-pass variances/covariance and exact constancy for a few rows (the slow, safe path)."""
+    s0, o0 = np.where(mask, sim, 0.0), np.where(mask, obs, 0.0)
+    ms, mo = s0.sum(axis=1) / n, o0.sum(axis=1) / n
+    ds, do = np.where(mask, sim - ms[:, None], 0.0), np.where(mask, obs - mo[:, None], 0.0)
+    const_s = np.where(mask, sim, np.inf).min(axis=1) == np.where(mask, sim, -np.inf).max(axis=1)
+    const_o = np.where(mask, obs, np.inf).min(axis=1) == np.where(mask, obs, -np.inf).max(axis=1)
+    return _rowdot(ds, ds) / n, _rowdot(do, do) / n, _rowdot(ds, do) / n, const_s, const_o
 
 
 def pair_stats(sim: np.ndarray, obs: np.ndarray, ws: Workspace | None = None) -> PairStats:
     """Statistics of valid (sim, obs) pairs for each row of two equally shaped 2-D arrays.
 
-    Written for memory bandwidth: each big array is touched a handful of times, always into
-    reused buffers. With a workspace, the returned `mask` and `o_hi` live in its buffers (valid
-    until the next call with the same workspace).
+    Written for memory bandwidth, which is what bounds this code: only two full-size float
+    arrays are built, e = s − o and b = o − k (k = per-row shift), both zeroed outside valid pairs,
+    and all sums follow from them since s − k = b + e:
+        Σs = Σo + Σe,   Σ(s−k)² = Σb² + 2Σbe + Σe²,   Σ(s−k)(o−k) = Σb² + Σbe.
+    Rows whose variance is tiny are candidates for "constant"; constancy is then decided exactly
+    (min == max) on those rows only, and their moments recomputed two-pass.
+    With a workspace, `mask` and `o_hi` live in its buffers (valid until its next use).
     """
     rows, cols = sim.shape
-    (f_a, f_b, f_c), (fin_s, fin_o, mask, notmask) = (ws or Workspace(rows, cols)).view(rows, cols)
-    np.isfinite(sim, out=fin_s)
-    np.isfinite(obs, out=fin_o)
-    np.logical_and(fin_s, fin_o, out=mask)
-    np.logical_not(mask, out=notmask)
-    n = row_count(mask)
-    k = _shift(obs, mask)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # a = s − k, b = o − k on valid pairs, 0 elsewhere (same k, so a − b = s − o).
-        # (plain subtract + masked scalar copy is ~2× faster than subtract(..., where=mask))
-        np.subtract(sim, k, out=f_a)
-        np.copyto(f_a, 0.0, where=notmask)
-        np.subtract(obs, k, out=f_b)
+    (f_e, f_b, f_c), (mask, notmask, _, _) = (ws or Workspace(rows, cols)).view(rows, cols)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        np.subtract(sim, obs, out=f_e)
+        np.isfinite(f_e, out=mask)  # finite difference ⇔ both finite
+        np.logical_not(mask, out=notmask)
+        np.copyto(f_e, 0.0, where=notmask)
+        n = row_count(mask)
+        k = _shift(obs, mask)
+        np.subtract(obs, k[:, None], out=f_b)
         np.copyto(f_b, 0.0, where=notmask)
-        sa, sb = f_a.sum(axis=1), f_b.sum(axis=1)
-        ma, mb = sa / n, sb / n
-        var_s = _rowdot(f_a, f_a) / n - ma * ma
-        var_o = _rowdot(f_b, f_b) / n - mb * mb
-        cov = _rowdot(f_a, f_b) / n - ma * mb
-        mean_s, mean_o = ma + k[:, 0], mb + k[:, 0]
-        sum_s, sum_o = sa + n * k[:, 0], sb + n * k[:, 0]
-        np.subtract(f_a, f_b, out=f_c)  # s − o, 0 outside valid pairs
-        sse = _rowdot(f_c, f_c)
-        sae = np.abs(f_c, out=f_c).sum(axis=1)
-        # Peaks and exact constancy from the masked extremes (k shifts values, not their order).
-        np.copyto(f_a, -np.inf, where=notmask)
-        argmax_s = f_a.argmax(axis=1)
-        max_s = np.take_along_axis(f_a, argmax_s[:, None], axis=1)[:, 0] + k[:, 0]
-        np.copyto(f_a, np.inf, where=notmask)
-        min_s = f_a.min(axis=1) + k[:, 0]
+        se, sb = f_e.sum(axis=1), f_b.sum(axis=1)
+        see, sbb, sbe = _rowdot(f_e, f_e), _rowdot(f_b, f_b), _rowdot(f_b, f_e)
+        sae = np.abs(f_e, out=f_c).sum(axis=1)
+        mb, me = sb / n, se / n
+        ma = mb + me  # mean of s − k
+        var_o = sbb / n - mb * mb
+        var_s = (sbb + 2 * sbe + see) / n - ma * ma
+        cov = (sbb + sbe) / n - ma * mb
+        sum_o = sb + n * k
+        sum_s = sum_o + se
+        # Peaks: argmax over valid pairs (invalid → −inf); values read back from the raw inputs.
         np.copyto(f_b, -np.inf, where=notmask)
         argmax_o = f_b.argmax(axis=1)
-        max_o = np.take_along_axis(f_b, argmax_o[:, None], axis=1)[:, 0] + k[:, 0]
-        # o_hi: observations on valid pairs, +inf elsewhere (percentile thresholds sort it).
-        np.add(f_b, k, out=f_b)
+        np.add(f_b, f_e, out=f_c)  # s − k on valid pairs, −inf elsewhere
+        argmax_s = f_c.argmax(axis=1)
+        r = np.arange(rows)
+        max_o, max_s = obs[r, argmax_o], sim[r, argmax_s]
+        # Raw observations with +inf outside valid pairs, for percentile thresholds.
+        np.copyto(f_b, obs)
         np.copyto(f_b, np.inf, where=notmask)
         o_hi = f_b
-        min_o = o_hi.min(axis=1)
+        mean_o, mean_s = sum_o / n, sum_s / n
     empty = n == 0
-    const_s = ~empty & (min_s == max_s)
-    const_o = ~empty & (min_o == max_o)
-    # Where the mean sits far from the shift (in units of σ) the one-pass variance would lose
-    # digits: recompute those few rows exactly.
+    const_s = np.zeros(rows, dtype=bool)
+    const_o = np.zeros(rows, dtype=bool)
     with np.errstate(invalid="ignore"):
-        poor = ~empty & ~const_s & ~const_o & (
-            (ma * ma > 1e6 * np.maximum(var_s, 0)) | (mb * mb > 1e6 * np.maximum(var_o, 0)))
-    if poor.any():
-        i = np.flatnonzero(poor)
-        var_s[i], var_o[i], cov[i] = _two_pass(sim[i], obs[i], mask[i], n[i])
-    # Exact zero variance for constant rows; rounding can leave ±ulp residue.
+        # Variance tiny next to the shifted mean or the scale → candidate for constant or for
+        # precision loss: decide and recompute exactly (rare rows, so the slow path is cheap).
+        scale_s = ma * ma + (max_s - k) ** 2
+        scale_o = mb * mb + (max_o - k) ** 2
+        shaky = ~empty & ((var_s <= 1e-8 * scale_s) | (var_o <= 1e-8 * scale_o))
+    if shaky.any():
+        i = np.flatnonzero(shaky)
+        var_s[i], var_o[i], cov[i], const_s[i], const_o[i] = _exact(sim[i], obs[i], mask[i], n[i])
     var_s = np.maximum(var_s, 0.0)
     var_o = np.maximum(var_o, 0.0)
     var_s[const_s] = 0.0
@@ -151,5 +150,5 @@ def pair_stats(sim: np.ndarray, obs: np.ndarray, ws: Workspace | None = None) ->
     max_s[empty] = np.nan
     max_o[empty] = np.nan
     return PairStats(n=n, sum_s=sum_s, sum_o=sum_o, mean_s=mean_s, mean_o=mean_o, var_s=var_s, var_o=var_o,
-                     cov=cov, sse=sse, sae=sae, max_s=max_s, max_o=max_o, argmax_s=argmax_s,
+                     cov=cov, sse=see, sae=sae, max_s=max_s, max_o=max_o, argmax_s=argmax_s,
                      argmax_o=argmax_o, const_s=const_s, const_o=const_o, mask=mask, o_hi=o_hi)
