@@ -1,0 +1,546 @@
+"""Python helper for DatasetService: datasets, verified uploads/downloads, sealing, search.
+
+    async with DatasetsClient() as ds:                      # DMOD_GATEWAY / the local stack
+        d = await ds.create_dataset("aorc-2015", FORCING, AORC_CSV, request_id="...")
+        await ds.upload_dir(d.name, "forcing/")             # parallel, SHA-256 verified
+        d = await ds.seal_dataset(d.name)                   # domain detected on seal
+        best = (await ds.search(requirement(FORCING, domain=make_domain(time=(t0, t1))))).best
+        await ds.download_file(f"{d.name}/objects/cat-1.csv", "cat-1.csv")
+
+    ds = SyncDatasetsClient()                               # the same methods, blocking
+    ds.upload_file("datasets/…", "big.nc")
+
+Integrity: uploads send the file's SHA-256 (first message, or a trailing `final_sha256` when
+the file is hashed while it is sent) and the server rejects a mismatch before the object becomes
+visible; downloads are written to a temp file, hashed, compared with the recorded SHA-256 and
+only then renamed into place. Interrupted uploads resume from the server's committed offset
+(QueryUploadStatus), interrupted downloads from the bytes already written.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import hashlib
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Self
+
+import grpc
+from google.protobuf import field_mask_pb2, timestamp_pb2
+
+from dmod import client as _client
+from dmod.errors import error_details
+from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
+
+CHUNK = 1 << 20  # the server's largest accepted chunk
+SMALL_FILE = 4 << 20  # read whole, hashed before sending
+READ_AHEAD = 8
+Progress = Callable[[int, int], None]  # (bytes done, total bytes)
+
+# Short names for the enums.
+CONFIG, FORCING, HYDROFABRIC, OBSERVATION, OUTPUT = (
+    domain_pb2.DATA_CATEGORY_CONFIG, domain_pb2.DATA_CATEGORY_FORCING, domain_pb2.DATA_CATEGORY_HYDROFABRIC,
+    domain_pb2.DATA_CATEGORY_OBSERVATION, domain_pb2.DATA_CATEGORY_OUTPUT)
+OPEN, SEALED = datasets_pb2.DATASET_STATE_OPEN, datasets_pb2.DATASET_STATE_SEALED
+
+_RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+              grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+
+
+class ChecksumMismatch(Exception):
+    """Downloaded bytes do not hash to the recorded SHA-256."""
+
+
+def reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason of an RPC error ('' if none)."""
+    info = error_details(error).get("ErrorInfo")
+    return info.reason if info is not None else ""
+
+
+def sha256_file(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        left = None if stop is None else stop - start
+        while left is None or left > 0:
+            block = fh.read(8 << 20 if left is None else min(8 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            if left is not None:
+                left -= len(block)
+    return h.hexdigest()
+
+
+# ---- building domains and requirements --------------------------------------------------------
+
+def _ts(value: dt.datetime | str) -> timestamp_pb2.Timestamp:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(dt.UTC))
+    return ts
+
+
+def make_domain(*, time: tuple | None = None, catchments: Iterable[str] | None = None,
+                hydrofabric_id: str | None = None, length: int | None = None, gages: Iterable[str] | None = None,
+                nexuses: Iterable[str] | None = None, vpu: str | None = None) -> domain_pb2.Domain:
+    """time=(begin, end) (end exclusive; datetimes or ISO strings, naive = UTC); an empty
+    iterable for an id index means "all"."""
+    d = domain_pb2.Domain()
+    if time is not None:
+        d.continuous.add(index=domain_pb2.STANDARD_INDEX_TIME, begin_time=_ts(time[0]), end_time=_ts(time[1]))
+    for index, values in ((domain_pb2.STANDARD_INDEX_CATCHMENT_ID, catchments),
+                          (domain_pb2.STANDARD_INDEX_GAGE_ID, gages), (domain_pb2.STANDARD_INDEX_NEXUS_ID, nexuses)):
+        if values is not None:
+            d.discrete.add(index=index, values=list(values))
+    if hydrofabric_id:
+        d.discrete.add(index=domain_pb2.STANDARD_INDEX_HYDROFABRIC_ID, values=[hydrofabric_id])
+    if length is not None:
+        d.discrete.add(index=domain_pb2.STANDARD_INDEX_LENGTH, values=[str(length)])
+    if vpu:
+        d.discrete.add(index=domain_pb2.STANDARD_INDEX_VPU, values=[vpu])
+    return d
+
+
+def requirement(category: int, data_format: int = 0, domain: domain_pb2.Domain | None = None,
+                owner: str = "") -> domain_pb2.DataRequirement:
+    return domain_pb2.DataRequirement(category=category, data_format=data_format, domain=domain, owner=owner)
+
+
+def object_name(dataset: str, path: str) -> str:
+    return f"{dataset}/objects/{path}"
+
+
+# ---- ordered background I/O -------------------------------------------------------------------
+
+class _FileReader:
+    """Blocks of a file from `offset`, read (and optionally hashed) ahead by one thread."""
+
+    def __init__(self, path: Path, offset: int, hasher=None):
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._fh.seek(offset)
+        self._hasher = hasher
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmod-read")
+        self._ahead: collections.deque = collections.deque()
+
+    def _read(self) -> bytes:
+        block = self._fh.read(CHUNK)
+        if block and self._hasher is not None:
+            self._hasher.update(block)
+        return block
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while len(self._ahead) < READ_AHEAD:
+                    self._ahead.append(loop.run_in_executor(self._pool, self._read))
+                block = await self._ahead.popleft()
+                if not block:
+                    return
+                yield block
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._fh.close()
+
+
+class _FileWriter:
+    """Writes and hashes blocks in order on one thread; `write` applies back-pressure."""
+
+    def __init__(self, path: Path, offset: int, hasher):
+        self._fh = open(path, "r+b" if offset else "wb")  # noqa: SIM115 - closed in close()
+        self._fh.seek(offset)
+        self._fh.truncate()
+        self._hasher = hasher
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmod-write")
+        self._pending: collections.deque = collections.deque()
+
+    def _write(self, block: bytes) -> None:
+        self._fh.write(block)
+        self._hasher.update(block)
+
+    async def write(self, block: bytes) -> None:
+        self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._write, block))
+        while len(self._pending) > READ_AHEAD:
+            await self._pending.popleft()
+
+    async def flush(self) -> None:
+        while self._pending:
+            await self._pending.popleft()
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._fh.flush)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._fh.close()
+
+
+# ---- the client -------------------------------------------------------------------------------
+
+class DatasetsClient:
+    def __init__(self, channel: grpc.aio.Channel | None = None, *, target: str | None = None,
+                 metadata: tuple | None = None, timeout: float = 60.0):
+        self._own = channel is None
+        self.channel = channel if channel is not None else _client.aio_channel(target)
+        self.stub = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.metadata = tuple(metadata) if metadata is not None else _client.metadata()
+        self.timeout = timeout
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._own:
+            await self.channel.close()
+
+    async def _unary(self, method, request, timeout: float | None = None):
+        return await method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+
+    # ---- datasets ----------------------------------------------------------------------------
+    async def create_dataset(self, display_name: str, category: int, data_format: int = 0, *, description: str = "",
+                             labels: dict[str, str] | None = None, domain: domain_pb2.Domain | None = None,
+                             derived_from: Iterable[str] = (), request_id: str | None = None) -> datasets_pb2.Dataset:
+        """Idempotent when `request_id` is given (the same id returns the same dataset)."""
+        dataset = datasets_pb2.Dataset(display_name=display_name, category=category, data_format=data_format,
+                                       description=description, labels=labels or {}, domain=domain,
+                                       derived_from=list(derived_from))
+        reply = await self._unary(self.stub.CreateDataset,
+                                  datasets_pb2.CreateDatasetRequest(dataset=dataset, request_id=request_id or ""))
+        return reply.dataset
+
+    async def get_dataset(self, name: str) -> datasets_pb2.Dataset:
+        return (await self._unary(self.stub.GetDataset, datasets_pb2.GetDatasetRequest(name=name))).dataset
+
+    async def list_datasets(self, *, category: int = 0, data_format: int = 0, owner: str = "",
+                            labels: dict[str, str] | None = None, state: int = 0,
+                            limit: int | None = None) -> list[datasets_pb2.Dataset]:
+        out: list[datasets_pb2.Dataset] = []
+        token = ""
+        while True:
+            reply = await self._unary(self.stub.ListDatasets, datasets_pb2.ListDatasetsRequest(
+                page_size=min(limit or 500, 500), page_token=token, category=category, data_format=data_format,
+                owner=owner, labels=labels or {}, state=state))
+            out.extend(reply.datasets)
+            token = reply.next_page_token
+            if not token or (limit and len(out) >= limit):
+                return out[:limit] if limit else out
+
+    async def resolve(self, name_or_display: str) -> str:
+        """`datasets/{id}` as given, or the dataset with that display name."""
+        if name_or_display.startswith("datasets/"):
+            return name_or_display
+        found = [d.name for d in await self.list_datasets() if d.display_name == name_or_display]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} datasets are named {name_or_display!r}" if found
+                              else f"no dataset is named {name_or_display!r}")
+        return found[0]
+
+    async def update_dataset(self, name: str, *, display_name: str | None = None, description: str | None = None,
+                             labels: dict[str, str] | None = None,
+                             domain: domain_pb2.Domain | None = None) -> datasets_pb2.Dataset:
+        dataset = datasets_pb2.Dataset(name=name)
+        paths = []
+        for field, value in (("display_name", display_name), ("description", description)):
+            if value is not None:
+                setattr(dataset, field, value)
+                paths.append(field)
+        if labels is not None:
+            dataset.labels.update(labels)
+            paths.append("labels")
+        if domain is not None:
+            dataset.domain.CopyFrom(domain)
+            paths.append("domain")
+        reply = await self._unary(self.stub.UpdateDataset, datasets_pb2.UpdateDatasetRequest(
+            dataset=dataset, update_mask=field_mask_pb2.FieldMask(paths=paths)))
+        return reply.dataset
+
+    async def delete_dataset(self, name: str, *, force: bool = False) -> None:
+        await self._unary(self.stub.DeleteDataset, datasets_pb2.DeleteDatasetRequest(name=name, force=force))
+
+    async def seal_dataset(self, name: str) -> datasets_pb2.Dataset:
+        """OPEN → SEALED (domain detected when empty). Sealing a sealed dataset returns it."""
+        try:
+            return (await self._unary(self.stub.SealDataset, datasets_pb2.SealDatasetRequest(name=name),
+                                      timeout=max(self.timeout, 600.0))).dataset
+        except grpc.aio.AioRpcError as exc:
+            if reason(exc) == "DATASET_SEALED":
+                return await self.get_dataset(name)
+            raise
+
+    async def detect_domain(self, name: str, data_format: int = 0) -> datasets_pb2.DetectDomainResponse:
+        return await self._unary(self.stub.DetectDomain, datasets_pb2.DetectDomainRequest(
+            name=name, data_format=data_format), timeout=max(self.timeout, 600.0))
+
+    async def search(self, req: domain_pb2.DataRequirement) -> datasets_pb2.SearchDatasetsResponse:
+        """`.best` (empty name when nothing fits) and every candidate with its rejection reasons."""
+        return await self._unary(self.stub.SearchDatasets, datasets_pb2.SearchDatasetsRequest(requirement=req))
+
+    # ---- objects -----------------------------------------------------------------------------
+    async def list_objects(self, dataset: str, prefix: str = "") -> list[datasets_pb2.DataObject]:
+        out: list[datasets_pb2.DataObject] = []
+        token = ""
+        while True:
+            reply = await self._unary(self.stub.ListObjects, datasets_pb2.ListObjectsRequest(
+                parent=dataset, page_size=1000, page_token=token, prefix=prefix))
+            out.extend(reply.objects)
+            token = reply.next_page_token
+            if not token:
+                return out
+
+    async def delete_object(self, name: str) -> None:
+        await self._unary(self.stub.DeleteObject, datasets_pb2.DeleteObjectRequest(name=name))
+
+    async def upload_status(self, upload_id: str) -> datasets_pb2.QueryUploadStatusResponse | None:
+        """None when the server has nothing committed for the upload."""
+        try:
+            return await self._unary(self.stub.QueryUploadStatus,
+                                     datasets_pb2.QueryUploadStatusRequest(upload_id=upload_id))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def upload_bytes(self, dataset: str, path: str, data: bytes, *, content_type: str = "",
+                           retries: int = 3) -> datasets_pb2.DataObject:
+        digest = hashlib.sha256(data).hexdigest()
+
+        async def messages():
+            yield datasets_pb2.UploadObjectRequest(metadata=datasets_pb2.UploadMetadata(
+                parent=dataset, path=path, size_bytes=len(data), sha256=digest, content_type=content_type))
+            view = memoryview(data)
+            for i in range(0, len(data), CHUNK):
+                yield datasets_pb2.UploadObjectRequest(chunk=bytes(view[i:i + CHUNK]))
+
+        for attempt in range(retries + 1):
+            try:
+                reply = await self.stub.UploadObject(messages(), metadata=self.metadata, timeout=max(self.timeout, 300))
+                return reply.object
+            except grpc.aio.AioRpcError as exc:
+                if attempt == retries or exc.code() not in _RETRYABLE:
+                    raise
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    async def upload_file(self, dataset: str, local: str | os.PathLike, path: str | None = None, *,
+                          content_type: str = "", progress: Progress | None = None, retries: int = 5,
+                          upload_id: str | None = None) -> datasets_pb2.DataObject:
+        """Upload one file (default object path: its name), resuming after transient failures."""
+        local = Path(local)
+        size = local.stat().st_size
+        path = path or local.name
+        if size <= SMALL_FILE:
+            data = await asyncio.to_thread(local.read_bytes)
+            obj = await self.upload_bytes(dataset, path, data, content_type=content_type, retries=retries)
+            if progress:
+                progress(size, size)
+            return obj
+        upload_id = upload_id or str(uuid.uuid4())
+        offset, digest = 0, ""
+        for attempt in range(retries + 1):
+            try:
+                return await self._send_file(dataset, local, path, size, upload_id, offset, digest, content_type,
+                                             progress)
+            except grpc.aio.AioRpcError as exc:
+                if reason(exc) == "UPLOAD_COMPLETE":
+                    return await self._completed(dataset, path, local)
+                if attempt == retries or exc.code() not in _RETRYABLE:
+                    raise
+            await asyncio.sleep(min(0.5 * 2 ** attempt, 10))
+            status = await self.upload_status(upload_id)
+            offset = status.committed_bytes if status is not None else 0
+            if not digest:  # the first attempt hashed while sending; a resume sends it up front
+                digest = await asyncio.to_thread(sha256_file, local)
+        raise AssertionError("unreachable")
+
+    async def _completed(self, dataset: str, path: str, local: Path) -> datasets_pb2.DataObject:
+        objects = [o for o in await self.list_objects(dataset, prefix=path) if o.path == path]
+        digest = await asyncio.to_thread(sha256_file, local)
+        if not objects or objects[0].sha256 != digest:
+            raise ChecksumMismatch(f"{path}: the completed upload does not hold {local}")
+        return objects[0]
+
+    async def _send_file(self, dataset, local: Path, path: str, size: int, upload_id: str, offset: int, digest: str,
+                         content_type: str, progress: Progress | None) -> datasets_pb2.DataObject:
+        hasher = None if digest else hashlib.sha256()
+        reader = _FileReader(local, offset, hasher)
+        sent = offset
+
+        async def messages():
+            nonlocal sent
+            yield datasets_pb2.UploadObjectRequest(metadata=datasets_pb2.UploadMetadata(
+                parent=dataset, path=path, size_bytes=size, sha256=digest, content_type=content_type,
+                upload_id=upload_id, offset=offset))
+            async for block in reader:
+                yield datasets_pb2.UploadObjectRequest(chunk=block)
+                sent += len(block)
+                if progress:
+                    progress(sent, size)
+            if hasher is not None:
+                yield datasets_pb2.UploadObjectRequest(final_sha256=hasher.hexdigest())
+
+        try:
+            reply = await self.stub.UploadObject(messages(), metadata=self.metadata)
+        finally:
+            reader.close()
+        if progress:
+            progress(size, size)
+        return reply.object
+
+    async def upload_dir(self, dataset: str, local_dir: str | os.PathLike, prefix: str = "", *,
+                         concurrency: int = 8, progress: Progress | None = None) -> list[datasets_pb2.DataObject]:
+        """Every file under `local_dir`, as `prefix` + its relative path, `concurrency` at a time."""
+        root = Path(local_dir)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        total = sum(p.stat().st_size for p in files)
+        done = {p: 0 for p in files}
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(p: Path) -> datasets_pb2.DataObject:
+            def each(n: int, _total: int) -> None:
+                done[p] = n
+                if progress:
+                    progress(sum(done.values()), total)
+            async with sem:
+                return await self.upload_file(dataset, p, prefix + p.relative_to(root).as_posix(), progress=each)
+
+        return list(await asyncio.gather(*(one(p) for p in files)))
+
+    async def download_bytes(self, name: str, offset: int = 0, length: int = 0) -> bytes:
+        """An object's bytes (a range with offset/length); whole objects are verified."""
+        chunks, obj = [], None
+        async for reply in self.stub.DownloadObject(datasets_pb2.DownloadObjectRequest(
+                name=name, offset=offset, length=length), metadata=self.metadata):
+            if obj is None:
+                obj = reply.object
+            chunks.append(reply.chunk)
+        data = b"".join(chunks)
+        if offset == 0 and length == 0 and obj is not None and hashlib.sha256(data).hexdigest() != obj.sha256:
+            raise ChecksumMismatch(f"{name}: received bytes do not hash to {obj.sha256}")
+        return data
+
+    async def download_file(self, name: str, dest: str | os.PathLike, *, progress: Progress | None = None,
+                            retries: int = 5) -> datasets_pb2.DataObject:
+        """Download a whole object to `dest` (atomically; SHA-256 verified), resuming after
+        transient failures from the bytes already received."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        hasher = hashlib.sha256()
+        received, obj = 0, None
+        try:
+            for attempt in range(retries + 1):
+                writer = _FileWriter(tmp, received, hasher)
+                try:
+                    async for reply in self.stub.DownloadObject(datasets_pb2.DownloadObjectRequest(
+                            name=name, offset=received), metadata=self.metadata):
+                        if reply.HasField("object"):
+                            if obj is not None and reply.object.sha256 != obj.sha256:
+                                raise ChecksumMismatch(f"{name} was replaced during the download")
+                            obj = reply.object
+                        if reply.chunk:
+                            await writer.write(reply.chunk)
+                            received += len(reply.chunk)
+                            if progress:
+                                progress(received, obj.size_bytes)
+                    await writer.flush()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    await writer.flush()
+                    if attempt == retries or exc.code() not in _RETRYABLE:
+                        raise
+                finally:
+                    writer.close()
+                await asyncio.sleep(min(0.5 * 2 ** attempt, 10))
+            if obj is None or hasher.hexdigest() != obj.sha256 or received != obj.size_bytes:
+                raise ChecksumMismatch(f"{name}: received {received} bytes hashing to {hasher.hexdigest()}, "
+                                       f"expected {obj.size_bytes if obj else '?'} bytes {obj.sha256 if obj else ''}")
+            os.replace(tmp, dest)
+            return obj
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def download_dir(self, dataset: str, dest_dir: str | os.PathLike, prefix: str = "", *,
+                           concurrency: int = 8, progress: Progress | None = None) -> list[Path]:
+        """Every object (under `prefix`) into `dest_dir`, keeping relative paths."""
+        objects = await self.list_objects(dataset, prefix)
+        root = Path(dest_dir)
+        total = sum(o.size_bytes for o in objects)
+        done = {o.path: 0 for o in objects}
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(o: datasets_pb2.DataObject) -> Path:
+            def each(n: int, _total: int) -> None:
+                done[o.path] = n
+                if progress:
+                    progress(sum(done.values()), total)
+            target = root / o.path
+            async with sem:
+                await self.download_file(o.name, target, progress=each)
+            return target
+
+        return list(await asyncio.gather(*(one(o) for o in objects)))
+
+    # ---- presigned URLs (browsers, tools without gRPC streaming) -----------------------------
+    async def create_upload_url(self, dataset: str, path: str, size: int, sha256: str,
+                                content_type: str = "") -> datasets_pb2.CreateUploadUrlResponse:
+        return await self._unary(self.stub.CreateUploadUrl, datasets_pb2.CreateUploadUrlRequest(
+            parent=dataset, path=path, size_bytes=size, sha256=sha256, content_type=content_type))
+
+    async def finalize_upload(self, upload_id: str) -> datasets_pb2.DataObject:
+        return (await self._unary(self.stub.FinalizeUpload, datasets_pb2.FinalizeUploadRequest(upload_id=upload_id),
+                                  timeout=max(self.timeout, 600.0))).object
+
+    async def create_download_url(self, name: str) -> datasets_pb2.CreateDownloadUrlResponse:
+        return await self._unary(self.stub.CreateDownloadUrl, datasets_pb2.CreateDownloadUrlRequest(name=name))
+
+
+class SyncDatasetsClient:
+    """The same methods as `DatasetsClient`, blocking; runs its own event loop on a thread, so
+    it also works from code that is itself inside an event loop (it blocks that loop)."""
+
+    def __init__(self, target: str | None = None, *, metadata: tuple | None = None, timeout: float = 60.0):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="dmod-datasets", daemon=True)
+        self._thread.start()
+
+        async def make() -> DatasetsClient:
+            return DatasetsClient(target=target, metadata=metadata, timeout=timeout)
+        self._client = self._run(make())
+
+    def _run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            return self._run(attr(*args, **kwargs))
+        call.__doc__ = attr.__doc__
+        return call
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            self._run(self._client.close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

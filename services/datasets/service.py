@@ -1,0 +1,93 @@
+"""DatasetService: datasets, their objects (bytes in S3) and domains.
+
+This module only wires RPCs to the modules that implement them:
+catalog (dataset lifecycle), objects (listing/deleting objects), transfer.* (uploads, downloads,
+presigned URLs), matching (SearchDatasets), detect (DetectDomain), janitor (cleanup).
+"""
+from __future__ import annotations
+
+from dmod.services.datasets import janitor, matching, objects, store
+from dmod.services.datasets.catalog import Catalog
+from dmod.services.datasets.detect import DetectionContext, detect_domain
+from dmod.services.datasets.domain_codec import to_proto
+from dmod.services.datasets.transfer import downloads, presign
+from dmod.services.datasets.transfer.blobs import Blobs
+from dmod.services.datasets.transfer.uploads import Uploads
+from dmod.services.runtime.app import App
+from dmod.v1 import datasets_pb2, datasets_pb2_grpc
+
+
+class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
+    def __init__(self, app: App, pool, blobs: Blobs):
+        self.app, self.pool, self.blobs = app, pool, blobs
+        self.catalog = Catalog(pool, blobs)
+        self.uploads = Uploads(app, pool, blobs)
+
+    async def start(self) -> None:
+        self.app.spawn(janitor.run(self.pool, self.blobs, self.uploads))
+
+    async def stop(self) -> None:
+        self.uploads.close()
+
+    # ---- datasets --------------------------------------------------------------------------
+    async def CreateDataset(self, request, context):
+        return await self.catalog.create(request)
+
+    async def GetDataset(self, request, context):
+        return await self.catalog.get(request)
+
+    async def ListDatasets(self, request, context):
+        return await self.catalog.list(request)
+
+    async def UpdateDataset(self, request, context):
+        return await self.catalog.update(request)
+
+    async def DeleteDataset(self, request, context):
+        return await self.catalog.delete(request)
+
+    async def SealDataset(self, request, context):
+        return await self.catalog.seal(request)
+
+    # ---- objects ---------------------------------------------------------------------------
+    async def ListObjects(self, request, context):
+        return await objects.list_objects(self.pool, request)
+
+    async def DeleteObject(self, request, context):
+        return await objects.delete_object(self.pool, request)
+
+    async def UploadObject(self, request_iterator, context):
+        return await self.uploads.upload(request_iterator, context)
+
+    async def QueryUploadStatus(self, request, context):
+        return await self.uploads.status(request)
+
+    async def DownloadObject(self, request, context):
+        async for message in downloads.download(self.pool, self.blobs, request):
+            yield message
+
+    async def CreateUploadUrl(self, request, context):
+        return await presign.create_upload_url(self.pool, self.blobs, request)
+
+    async def FinalizeUpload(self, request, context):
+        return await presign.finalize_upload(self.pool, self.blobs, request)
+
+    async def CreateDownloadUrl(self, request, context):
+        return await presign.create_download_url(self.pool, self.blobs, request)
+
+    # ---- domains ---------------------------------------------------------------------------
+    async def SearchDatasets(self, request, context):
+        return await matching.search(self.pool, request)
+
+    async def DetectDomain(self, request, context):
+        row = await self.catalog.row(request.name)
+        async with self.pool.acquire() as conn:
+            rows = await store.list_objects(conn, row["id"], prefix="", after=None, limit=None)
+        domain, detected = await detect_domain(DetectionContext(self.blobs, rows),
+                                               request.data_format or row["data_format"])
+        return datasets_pb2.DetectDomainResponse(domain=to_proto(domain), data_format=detected)
+
+
+async def create_servicer(app: App) -> DatasetService:
+    pool = await app.db()
+    blobs = Blobs(await app.storage())
+    return DatasetService(app, pool, blobs)

@@ -1,0 +1,188 @@
+"""PostgreSQL access for datasets and their objects (SQL only; no gRPC, no S3)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from dmod.services.datasets import domain_codec
+from dmod.services.datasets.domains import HYDROFABRIC_ID, Domain
+
+OPEN, SEALED = 1, 2
+
+_DATASET_COLUMNS = ("id, owner, display_name, category, data_format, domain, description, labels, state, "
+                    "size_bytes, object_count, derived_from, request_id, create_time, update_time, seal_time")
+
+
+def jsonb(value) -> str:
+    """asyncpg passes jsonb as text (the runtime's pool has no JSON codec)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def loads(value) -> dict:
+    return json.loads(value) if isinstance(value, str) else (value or {})
+
+
+def _domain_columns(d: Domain) -> tuple:
+    t = d.time()
+    hf = sorted(d.values(HYDROFABRIC_ID) or ())
+    return jsonb(domain_codec.to_json(d)), (t.begin if t else None), (t.end if t else None), hf
+
+
+async def insert_dataset(conn, *, owner: str, display_name: str, category: int, data_format: int, domain: Domain,
+                         description: str, labels: dict, derived_from: list[str], request_id: str | None):
+    """Insert; returns (row, created). An existing (owner, request_id) returns that row unchanged.
+    Raises asyncpg.UniqueViolationError when the display name is taken."""
+    if request_id:
+        row = await conn.fetchrow(f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE owner = $1 AND request_id = $2",
+                                  owner, request_id)
+        if row:
+            return row, False
+    doc, t0, t1, hf = _domain_columns(domain)
+    row = await conn.fetchrow(
+        f"""INSERT INTO datasets (id, owner, display_name, category, data_format, domain, time_begin, time_end,
+                hydrofabric_ids, description, labels, derived_from, request_id)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12, $13)
+            ON CONFLICT (owner, request_id) WHERE request_id IS NOT NULL DO NOTHING
+            RETURNING {_DATASET_COLUMNS}""",
+        uuid.uuid4(), owner, display_name, category, data_format, doc, t0, t1, hf, description, jsonb(labels),
+        derived_from, request_id)
+    if row is None:  # lost a race with the same request_id
+        row = await conn.fetchrow(f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE owner = $1 AND request_id = $2",
+                                  owner, request_id)
+        return row, False
+    return row, True
+
+
+async def get_dataset(conn, dataset_id: uuid.UUID, *, lock: bool = False):
+    suffix = " FOR UPDATE" if lock else ""
+    return await conn.fetchrow(f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE id = $1{suffix}", dataset_id)
+
+
+async def list_datasets(conn, *, category: int, data_format: int, owner: str, labels: dict, state: int,
+                        after: tuple[dt.datetime, uuid.UUID] | None, limit: int):
+    where, args = [], []
+
+    def arg(value) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if category:
+        where.append(f"category = {arg(category)}")
+    if data_format:
+        where.append(f"data_format = {arg(data_format)}")
+    if owner:
+        where.append(f"owner = {arg(owner)}")
+    if labels:
+        where.append(f"labels @> {arg(jsonb(labels))}::jsonb")
+    if state:
+        where.append(f"state = {arg(state)}")
+    if after:
+        where.append(f"(create_time, id) < ({arg(after[0])}, {arg(after[1])})")
+    sql = (f"SELECT {_DATASET_COLUMNS} FROM datasets {'WHERE ' + ' AND '.join(where) if where else ''} "
+           f"ORDER BY create_time DESC, id DESC LIMIT {arg(limit)}")
+    return await conn.fetch(sql, *args)
+
+
+async def search_candidates(conn, *, category: int, owners: list[str] | None, include_public: bool, limit: int):
+    """Datasets a requirement may match: its category (any when 0), visible to the caller."""
+    where, args = [], []
+    if category:
+        args.append(category)
+        where.append(f"category = ${len(args)}")
+    if owners is not None:
+        args.append(owners)
+        scope = f"owner = ANY(${len(args)})"
+        if include_public:
+            scope = f"({scope} OR labels @> '{{\"public\": \"true\"}}'::jsonb)"
+        where.append(scope)
+    args.append(limit)
+    sql = (f"SELECT {_DATASET_COLUMNS} FROM datasets {'WHERE ' + ' AND '.join(where) if where else ''} "
+           f"ORDER BY create_time DESC, id DESC LIMIT ${len(args)}")
+    return await conn.fetch(sql, *args)
+
+
+async def update_dataset(conn, dataset_id: uuid.UUID, *, display_name: str | None = None,
+                         description: str | None = None, labels: dict | None = None, domain: Domain | None = None):
+    sets, args = ["update_time = now()"], [dataset_id]
+
+    def arg(value) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if display_name is not None:
+        sets.append(f"display_name = {arg(display_name)}")
+    if description is not None:
+        sets.append(f"description = {arg(description)}")
+    if labels is not None:
+        sets.append(f"labels = {arg(jsonb(labels))}::jsonb")
+    if domain is not None:
+        doc, t0, t1, hf = _domain_columns(domain)
+        sets.append(f"domain = {arg(doc)}::jsonb, time_begin = {arg(t0)}, time_end = {arg(t1)}, hydrofabric_ids = {arg(hf)}")
+    return await conn.fetchrow(f"UPDATE datasets SET {', '.join(sets)} WHERE id = $1 RETURNING {_DATASET_COLUMNS}",
+                               *args)
+
+
+async def seal_dataset(conn, dataset_id: uuid.UUID, domain: Domain | None):
+    if domain is not None:
+        await update_dataset(conn, dataset_id, domain=domain)
+    return await conn.fetchrow(
+        f"UPDATE datasets SET state = {SEALED}, seal_time = now(), update_time = now() "
+        f"WHERE id = $1 AND state = {OPEN} RETURNING {_DATASET_COLUMNS}", dataset_id)
+
+
+async def delete_dataset(conn, dataset_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM datasets WHERE id = $1", dataset_id)
+
+
+# ---- objects ---------------------------------------------------------------------------------
+
+_OBJECT_COLUMNS = "dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id, create_time"
+
+
+async def get_object(conn, dataset_id: uuid.UUID, path: str):
+    return await conn.fetchrow(f"SELECT {_OBJECT_COLUMNS} FROM dataset_objects WHERE dataset_id = $1 AND path = $2",
+                               dataset_id, path)
+
+
+async def list_objects(conn, dataset_id: uuid.UUID, *, prefix: str, after: str | None, limit: int | None):
+    args: list = [dataset_id, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"]
+    where = "dataset_id = $1 AND path LIKE $2"
+    if after is not None:
+        args.append(after)
+        where += f" AND path > ${len(args)}"
+    sql = f"SELECT {_OBJECT_COLUMNS} FROM dataset_objects WHERE {where} ORDER BY path COLLATE \"C\""
+    if limit:
+        args.append(limit)
+        sql += f" LIMIT ${len(args)}"
+    return await conn.fetch(sql, *args)
+
+
+async def commit_object(conn, *, dataset_id: uuid.UUID, path: str, size: int, sha256: str, content_type: str,
+                        s3_key: str, upload_id: uuid.UUID):
+    """Make an uploaded version the object at `path` (caller holds the dataset row lock).
+    Returns (object row, S3 key of the replaced version or None)."""
+    previous = await conn.fetchrow("SELECT s3_key, size_bytes FROM dataset_objects WHERE dataset_id = $1 AND path = $2",
+                                   dataset_id, path)
+    row = await conn.fetchrow(
+        f"""INSERT INTO dataset_objects (dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, sha256 = EXCLUDED.sha256,
+                content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key, upload_id = EXCLUDED.upload_id,
+                create_time = now()
+            RETURNING {_OBJECT_COLUMNS}""",
+        dataset_id, path, size, sha256, content_type, s3_key, upload_id)
+    delta_size = size - (previous["size_bytes"] if previous else 0)
+    await conn.execute("UPDATE datasets SET size_bytes = size_bytes + $2, object_count = object_count + $3, "
+                       "update_time = now() WHERE id = $1", dataset_id, delta_size, 0 if previous else 1)
+    return row, (previous["s3_key"] if previous else None)
+
+
+async def delete_object(conn, dataset_id: uuid.UUID, path: str):
+    """Remove the row (caller holds the dataset row lock); returns it, or None."""
+    row = await conn.fetchrow(f"DELETE FROM dataset_objects WHERE dataset_id = $1 AND path = $2 RETURNING {_OBJECT_COLUMNS}",
+                              dataset_id, path)
+    if row:
+        await conn.execute("UPDATE datasets SET size_bytes = size_bytes - $2, object_count = object_count - 1, "
+                           "update_time = now() WHERE id = $1", dataset_id, row["size_bytes"])
+    return row

@@ -1,0 +1,108 @@
+"""S3 operations DatasetService needs, on the runtime's minio client, in a dedicated thread pool.
+
+Multipart uploads use minio's low-level calls (create / upload part / complete / abort) so the
+service decides part boundaries itself (resumable uploads). ETags are only used as S3 part
+handles, never as checksums.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from dmod.services.datasets import names
+from minio.datatypes import Part
+from minio.error import S3Error
+
+log = logging.getLogger("dmod.datasets.s3")
+
+_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchUpload")
+
+
+def is_missing(exc: BaseException) -> bool:
+    return isinstance(exc, S3Error) and exc.code in _MISSING
+
+
+class Blobs:
+    def __init__(self, storage, threads: int = 16):
+        self.client = storage.client
+        self.bucket = storage.bucket
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dmod-s3")
+
+    async def run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    # ---- writes ------------------------------------------------------------------------------
+    def put_sync(self, key: str, data: bytes, content_type: str) -> None:
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+    async def create_multipart(self, key: str, content_type: str) -> str:
+        return await self.run(self.client._create_multipart_upload, self.bucket, key,
+                              {"Content-Type": content_type})
+
+    def upload_part_sync(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+        return self.client._upload_part(self.bucket, key, data, None, multipart_id, number)
+
+    async def complete_multipart(self, key: str, multipart_id: str, parts: list[tuple[int, str]]) -> None:
+        await self.run(self.client._complete_multipart_upload, self.bucket, key, multipart_id,
+                       [Part(n, etag) for n, etag in parts])
+
+    async def abort_multipart(self, key: str, multipart_id: str) -> None:
+        try:
+            await self.run(self.client._abort_multipart_upload, self.bucket, key, multipart_id)
+        except S3Error as exc:
+            if not is_missing(exc):
+                raise
+
+    # ---- reads -------------------------------------------------------------------------------
+    def read_sync(self, key: str, offset: int = 0, length: int = 0, block: int = 1 << 20) -> Iterator[bytes]:
+        """Blocks of the object (or of a byte range), in order. A generator: run it in a thread."""
+        response = self.client.get_object(self.bucket, key, offset=offset, length=length)
+        try:
+            yield from response.stream(block)
+        finally:
+            response.close()
+            response.release_conn()
+
+    async def stat(self, key: str):
+        return await self.run(self.client.stat_object, self.bucket, key)
+
+    # ---- removal -----------------------------------------------------------------------------
+    async def remove(self, key: str) -> None:
+        try:
+            await self.run(self.client.remove_object, self.bucket, key)
+        except S3Error as exc:
+            if not is_missing(exc):
+                raise
+
+    async def remove_dataset(self, dataset_id: uuid.UUID, multiparts: list[tuple[str, str]]) -> None:
+        """Best effort (the dataset row is already gone): abort its pending multipart uploads and
+        remove every object under its prefix."""
+        prefix = names.dataset_prefix(dataset_id)
+        try:
+            for key, multipart_id in multiparts:
+                await self.abort_multipart(key, multipart_id)
+
+            def remove_all() -> int:
+                count = 0
+                for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+                    self.client.remove_object(self.bucket, obj.object_name)
+                    count += 1
+                return count
+            await self.run(remove_all)
+        except Exception:
+            log.exception("could not remove S3 data of deleted dataset", extra={"prefix": prefix})
+
+    async def presigned_put(self, key: str, expires) -> str:
+        return await self.run(self.client.presigned_put_object, self.bucket, key, expires)
+
+    async def presigned_get(self, key: str, expires, filename: str) -> str:
+        headers = {"response-content-disposition": f'attachment; filename="{filename}"'}
+        return await self.run(lambda: self.client.presigned_get_object(self.bucket, key, expires,
+                                                                       response_headers=headers))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
