@@ -97,7 +97,9 @@ def _from_json(path: Path) -> dict[str, str]:
     if isinstance(data, Mapping):
         return _from_pairs(data.items(), str(path))
     if isinstance(data, list) and all(isinstance(r, Mapping) for r in data):
-        return _from_frame(pd.DataFrame(data, dtype=str), str(path))
+        # Keys are looked up per record, so records may name their fields differently.
+        return _from_pairs(((r[_pick(r, GAGE_KEYS, "gage", str(path))], r[_pick(r, NEXUS_KEYS, "nexus", str(path))])
+                            for r in data), str(path))
     raise ValueError(f"crosswalk {path}: expected an object {{gage: nexus}} or a list of records")
 
 

@@ -137,7 +137,9 @@ def compute_metrics(sim: np.ndarray, obs: np.ndarray, times=None, *, metrics: Se
         site_values[thr.label] = per_location(thr, ids) if thr.values is not None else None
     hours, step_s = _time_axis(times, n_time, step_seconds)
 
-    out: dict[str, np.ndarray] = {}
+    labels = [t.label for t in thr_list]
+    keys = needed_cont + [f"{m}@{lab}" for lab in labels for m in needed_cat]
+    out: dict[str, np.ndarray] = {key: np.full(n_loc, np.nan) for key in keys}
     thr_used = {t.label: np.full(n_loc, np.nan) for t in thr_list}
     n_pairs = np.zeros(n_loc, dtype=np.int64)
     all_notes: list = []
@@ -160,7 +162,7 @@ def compute_metrics(sim: np.ndarray, obs: np.ndarray, times=None, *, metrics: Se
         for fut in as_completed([pool.submit(run, b) for b in blocks]):
             rows, (vals, notes, used, cnt) = fut.result()
             for key, v in vals.items():
-                out.setdefault(key, np.full(n_loc, np.nan))[rows] = v
+                out[key][rows] = v
             for label, v in used.items():
                 thr_used[label][rows] = v
             n_pairs[rows] = cnt
@@ -177,7 +179,6 @@ def compute_metrics(sim: np.ndarray, obs: np.ndarray, times=None, *, metrics: Se
               for i, ns, no in zip(idx, n_sim, n_obs)}
     for v in out.values():
         v[bad] = np.nan
-    labels = [t.label for t in thr_list]
     if SCORE in names:
         out[SCORE] = weighted_score(out, wts, labels, n_loc)
         out[SCORE][bad] = np.nan

@@ -38,7 +38,7 @@ def _columns(frame: pd.DataFrame, path: Path) -> dict[str, str]:
 
 
 def _values(text: pd.Series, na_values: Iterable[float]) -> np.ndarray:
-    values = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype="float64")
+    values = pd.to_numeric(text.str.strip(), errors="coerce").to_numpy(dtype="float64", copy=True)
     for sentinel in na_values:
         values[values == sentinel] = np.nan
     return values

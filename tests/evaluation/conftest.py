@@ -1,0 +1,1 @@
+"""Evaluation tests are pure-library and fast: no stack, no network, no session fixtures."""
