@@ -134,6 +134,9 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
     tk = np.unique(j[t] * n_parts + rc[t])
     unsent = int((np.bincount(tk // n_parts, minlength=net.n_nexuses) > 1).sum())
     mean = load.mean() if n_parts else 0.0
+    down = net.tour.down
+    same = (down >= 0) & (a.part == a.part[np.maximum(down, 0)])
+    n_pieces = int(net.n_catchments - same.sum())  # connected pieces of the per-rank forests
     return {
         "parts": n_parts,
         "catchments": int(net.n_catchments),
@@ -143,5 +146,6 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
         "cut_nexuses": int(len(cut)),
         "remote_connections": int(remote.sum() + send),
         "sentinels": int((a.sentinel_rank >= 0).sum()),
+        "pieces": n_pieces,
         "terminal_partial_sums": unsent,
     }
