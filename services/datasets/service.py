@@ -89,5 +89,6 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
 
 async def create_servicer(app: App) -> DatasetService:
     pool = await app.db()
-    blobs = Blobs(await app.storage())
+    await app.storage()  # makes sure the bucket exists
+    blobs = Blobs(app.settings)
     return DatasetService(app, pool, blobs)

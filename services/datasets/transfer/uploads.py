@@ -76,7 +76,7 @@ class Live:
     """Per-upload state this process keeps between streams."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     snapshots: dict[int, object] = field(default_factory=dict)  # committed offset -> sha256 state
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # clear while a broken stream lands
     touched: float = field(default_factory=time.monotonic)
 
     def __post_init__(self):
@@ -366,7 +366,6 @@ class Uploads:
             await asyncio.wait_for(live.lock.acquire(), LOCK_WAIT_SECONDS)
         except TimeoutError:
             raise Aborted(f"upload {upload_id} is being written by another stream", reason="UPLOAD_BUSY") from None
-        live.settled.clear()
         session: Session | None = None
         handed_off = False
         try:
@@ -380,6 +379,7 @@ class Uploads:
         except asyncio.CancelledError:
             # The client went away: finish in the background what S3 already has in flight.
             handed_off = True
+            live.settled.clear()
             self.app.spawn(self._settle(upload_id, session, live))
             raise
         finally:
@@ -387,6 +387,9 @@ class Uploads:
                 await self._settle(upload_id, session, live)
 
     async def _settle(self, upload_id: uuid.UUID, session: Session | None, live: Live) -> None:
+        """Ends every stream: QueryUploadStatus waits for `live.settled` so it reports what the
+        last stream committed, not what it had committed when it broke."""
+        live.settled.clear()
         try:
             if session is not None:
                 await session.settle()
