@@ -272,7 +272,7 @@ class JobStore:
 async def release_allocations(conn, job_id: str) -> int:
     """Release the job's active allocations and give their CPUs/memory back to the nodes."""
     result = await conn.fetch(
-        """WITH r AS (UPDATE job_allocations SET release_time = now()
+        """WITH r AS (UPDATE job_allocations SET release_time = clock_timestamp()
                       WHERE job_id = $1 AND release_time IS NULL RETURNING pool, node, cpus, memory_bytes),
                 s AS (SELECT pool, node, sum(cpus)::int AS cpus, sum(memory_bytes)::bigint AS mem FROM r
                       GROUP BY pool, node)

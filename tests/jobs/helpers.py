@@ -93,7 +93,7 @@ def job_spec(names: dict[str, str], cpus: int = 1, start: str = START, end: str 
              **kw) -> jobs_pb2.JobSpec:
     spec = jobs_pb2.JobSpec(hydrofabric_dataset=names["hydrofabric"], forcing_dataset=names["forcing"],
                             realization_dataset=names["realization"], bmi_config_dataset=names["bmi_config"],
-                            cpu_count=cpus, engine="embedded", **kw)
+                            cpu_count=cpus, **{"engine": "embedded", **kw})
     spec.start_time.CopyFrom(ts(start))
     spec.end_time.CopyFrom(ts(end))
     return spec
@@ -133,3 +133,34 @@ def state_names(evts) -> list[str]:
 
 
 __all__ = ["grpc"]
+
+
+def slow_realization() -> dict:
+    doc = realization()
+    params = doc["global"]["formulations"][0]["params"]
+    params.update({"model_type_name": "Slow", "python_type": "slowmodel.Slow", "init_config": ""})
+    return doc
+
+
+async def upload_slow_realization(channel) -> str:
+    return await upload_dataset(channel, "slow-realization", domain_pb2.DATA_CATEGORY_CONFIG,
+                                domain_pb2.DATA_FORMAT_NGEN_REALIZATION_CONFIG,
+                                {"realization.json": json.dumps(slow_realization()).encode(),
+                                 "slowmodel.py": (Path(__file__).parent / "slowmodel.py").read_bytes()})
+
+
+def job_processes(job_id: str) -> list:
+    """Live processes belonging to a job (its worker, mpiexec, ranks)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["cwd"] or "")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if job_id in text:
+            found.append(proc)
+    return found

@@ -103,7 +103,9 @@ def from_local(spec: dict, root: Path) -> dict[str, list[str]]:
     for role, src in (spec.get("inputs") or {}).items():
         src = Path(src)
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-        base = src.parent if src.is_file() else src
+        # Files keep their name; a folder for a role laid out at the root keeps its own name too
+        # (a BMI config folder `config/` stays `config/...`), other folders give their content.
+        base = src.parent if src.is_file() or layout.ROLE_DIR.get(role) == "" else src
         rels = []
         for f in files:
             rel = f.relative_to(base).as_posix()
