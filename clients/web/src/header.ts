@@ -53,7 +53,12 @@ export function userArea(): HTMLElement {
       who ? h("span", { class: "muted", "data-user": who }, who) : h("span", { class: "muted" }, "not signed in"),
       token()
         ? h("button", { type: "button", onclick: () => { setToken(null); void render(); } }, "Sign out")
-        : h("button", { type: "button", onclick: () => el.append(loginForm(render)) }, "Sign in"));
+        : h("button", { type: "button", "aria-expanded": "false", onclick: (event: Event) => {
+          const open = el.querySelector("form.login");
+          if (open) open.remove();
+          else el.append(loginForm(render));
+          (event.currentTarget as HTMLElement).setAttribute("aria-expanded", String(!open));
+        } }, "Sign in"));
   };
   void render();
   return el;

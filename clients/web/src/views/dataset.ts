@@ -31,16 +31,17 @@ function summary(d: Dataset): HTMLElement {
   ]);
 }
 
-/** A "download" button: fetches a presigned URL and opens it. */
+/** A "download" button: fetches a presigned URL, opens it, and leaves the link beside the button. */
 export function downloadButton(object: DataObject): HTMLElement {
-  return actionButton("download", "creating a download URL", async () => {
+  const slot = h("span", { class: "download" });
+  const button = actionButton("download", "creating a download URL", async () => {
     const url = await downloadUrl(object.name);
     const a = h("a", { href: url, download: object.path.split("/").pop(), target: "_blank", rel: "noopener",
-      class: "download-link" }, "link");
-    document.body.append(a);
+      class: "download-link" }, "open");
+    replace(slot, a);
     a.click();
-    a.remove();
-  }, undefined, { class: "small", "data-object": object.path });
+  }, slot, { class: "small", "data-object": object.path });
+  return h("span", null, button, " ", slot);
 }
 
 function objectRow(o: DataObject): HTMLElement[] {
@@ -115,8 +116,14 @@ export async function datasetView(outlet: HTMLElement, [id]: string[], signal: A
       }, errors, { class: "danger" }));
     replace(info, summary(dataset));
     replace(domain, domainSummary(dataset.domain));
-    replace(upload, open ? uploadPanel(name, signal, () => { void objects.reload(); void load(); })
-      : h("p", { class: "muted" }, "Sealed: the dataset is immutable."));
+    // Kept across reloads so finished uploads stay listed.
+    if (open && !upload.dataset.open) {
+      upload.dataset.open = "true";
+      replace(upload, uploadPanel(name, signal, () => { void objects.reload(); void load(); }));
+    } else if (!open) {
+      delete upload.dataset.open;
+      replace(upload, h("p", { class: "muted" }, "Sealed: the dataset is immutable."));
+    }
   };
 
   outlet.replaceChildren(head, errors, h("div", { class: "columns" },

@@ -32,7 +32,7 @@ function options(schema: typeof DataCategorySchema | typeof DataFormatSchema, na
 }
 
 function createForm(): HTMLElement {
-  const errors = h("div");
+  const errors = h("div", { class: "form-errors" });
   let requestId = uuid();
   const form = h("form", { class: "form inline", novalidate: true, "data-form": "create-dataset" },
     h("input", { name: "display_name", placeholder: "display name", "data-field": "dataset.display_name" }),

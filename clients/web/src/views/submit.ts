@@ -37,15 +37,16 @@ function utc(value: string) {
 
 export async function submitView(outlet: HTMLElement, _params: string[], signal: AbortSignal): Promise<void> {
   let known: Dataset[] = [];
-  const note = h("p", { class: "muted" });
-  const errors = h("div");
+  const note = h("div", { class: "muted note" });
+  const errors = h("div", { class: "form-errors" });
   let requestId = uuid();
 
   const form = h("form", { class: "form", novalidate: true },
     h("fieldset", null, h("legend", null, "Inputs"),
       INPUTS.map(([name, proto, , required]) => field(proto.replace(/_dataset$/, "").replace("_", " "),
         h("input", { name, list: `list-${name}`, "data-field": `spec.${proto}`, autocomplete: "off",
-          placeholder: required ? "name or datasets/{id} — empty: found by search" : "optional" }))),
+          placeholder: "display name or datasets/{id}" }),
+        required ? "empty: the best match is searched" : "optional")),
       note),
     h("fieldset", null, h("legend", null, "Time range (UTC)"),
       field("start", h("input", { type: "datetime-local", name: "start", "data-field": "spec.start_time" })),
