@@ -30,14 +30,10 @@ async def db(settings):
     await conn.close()
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture
 async def dataset(ds):
     """A fresh OPEN forcing dataset (AORC_CSV)."""
-    return await ds.create_dataset(unique("ds"), FORCING, 1)
+    return await ds.create_dataset(f"ds-{uuid.uuid4().hex[:10]}", FORCING, 1)
 
 
 @pytest.fixture(scope="session")
