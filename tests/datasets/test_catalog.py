@@ -6,7 +6,6 @@ import uuid
 
 import grpc
 import pytest
-
 from dmod.datasets_client import CONFIG, FORCING, OPEN, SEALED, make_domain, object_name, reason
 from dmod.errors import error_details
 from dmod.v1 import datasets_pb2, domain_pb2
@@ -119,11 +118,11 @@ async def test_delete_removes_objects(ds, s3):
 
 
 async def test_other_users_cannot_change_a_dataset(ds, dataset, stack):
+    from pathlib import Path
+
     from dmod.services.runtime.auth import TokenIssuer
 
-    key = (stack.home + "/keys/jwt.key")
-    with open(key, "rb") as fh:
-        token, _ = TokenIssuer(fh.read(), 300).issue("mallory")
+    token, _ = TokenIssuer(Path(stack.home, "keys/jwt.key").read_bytes(), 300).issue("mallory")
     mallory = (("authorization", f"Bearer {token}"),)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ds.stub.DeleteDataset(datasets_pb2.DeleteDatasetRequest(name=dataset.name), metadata=mallory)
