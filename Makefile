@@ -47,8 +47,9 @@ test: $(VENV)/.setup-done
 demo: $(VENV)/.setup-done
 	$(BIN)/dmod up && $(BIN)/dmod demo
 
+# The web UI bundle (clients/web/dist, not committed; served by `dmod up` on the gateway origin).
 web:
-	cd clients/web && npm run build
+	cd clients/web && npm run build && npm run check
 
 clean:
 	rm -rf build *.egg-info

@@ -2,6 +2,7 @@
 driven in headless Debian Chromium (playwright-core from clients/web, never a downloaded browser)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from dmod.services.runtime.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ def web_dist() -> Path:
 
 
 def _node(script: Path, *args: str, env: dict | None = None, timeout: float = 60) -> dict:
-    done = subprocess.run(["node", str(script), *args], capture_output=True, text=True, timeout=timeout,
+    done = subprocess.run(["node", str(script), *args], check=False, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     assert done.returncode == 0, f"{script.name} failed:\n{done.stderr[-4000:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -60,6 +60,21 @@ def test_gateway_serves_the_ui(stack, web_dist):
     reply = httpx.post(f"{base}/grpc.health.v1.Health/Check", content=b"\x00\x00\x00\x00\x00", timeout=10,
                        headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"})
     assert reply.headers["content-type"].startswith("application/grpc-web")
+
+
+def test_ui_typechecks_against_generated_code(web_dist):
+    """tsc over src/ (incl. src/gen): a contract change that breaks the UI fails here, not in a browser.
+    Skipped work when nothing changed since the last clean check (stamp in node_modules/.cache)."""
+    inputs = sorted(f for f in [WEB / "tsconfig.json", WEB / "package-lock.json", *WEB.glob("src/**/*.ts")])
+    digest = hashlib.sha256("".join(f"{f}:{f.stat().st_mtime_ns}:{f.stat().st_size}\n" for f in inputs).encode())
+    stamp = WEB / "node_modules/.cache/dmod-typecheck"
+    if stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return
+    done = subprocess.run([str(WEB / "node_modules/.bin/tsc"), "-p", "tsconfig.json"], cwd=WEB, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:]
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest.hexdigest())
 
 
 def test_incremental_sha256_matches_node_crypto(web_dist, tmp_path):
@@ -111,6 +126,11 @@ def test_ui_in_chromium(stack, web_dist):
         if "watch-job" in steps:
             watch = steps["watch-job"]
             assert watch["final"] in TERMINAL and watch["events"] >= 2, watch
+            retry = steps.get("retry-job")
+            if retry and retry["retried"]:
+                assert retry["events"] > watch["events"] and retry["attempt"] == "2", retry
+            elif retry:
+                assert retry["error"]["code"] not in ("", "INTERNAL", "UNKNOWN"), retry
         else:
             error = steps["submit-job"]["error"]
             assert error["code"] not in ("", "INTERNAL", "UNKNOWN"), error

@@ -101,8 +101,24 @@ async function jobs(page) {
     state = await page.locator("main .job-state").getAttribute("data-state");
     states.add(state);
   }
-  step("watch-job", { created: true, id, states: [...states], final: state,
-    events: await page.locator("table.timeline tbody tr").count() });
+  const timeline = page.locator("table.timeline tbody tr");
+  const events = await timeline.count();
+  step("watch-job", { created: true, id, states: [...states], final: state, events });
+
+  // Retry: the new attempt's events must arrive on the open page, through the live stream.
+  const retry = page.locator("main button:has-text('Retry')");
+  if (!["FAILED", "CANCELLED"].includes(state) || !await retry.isEnabled()) return;
+  await retry.click();
+  const outcome = await first(page, [`table.timeline tbody tr:nth-child(${events + 1})`, "main .error"], 30_000);
+  if (outcome === 1) return step("retry-job", { retried: false, error: await errorInfo(page) });
+  await page.waitForFunction((n) => {
+    const s = document.querySelector("main .job-state")?.getAttribute("data-state");
+    return document.querySelectorAll("table.timeline tbody tr").length > n &&
+      ["SUCCEEDED", "FAILED", "CANCELLED"].includes(s);
+  }, events + 1, { timeout: 30_000 }).catch(() => {});
+  step("retry-job", { retried: true, events: await timeline.count(),
+    final: await page.locator("main .job-state").getAttribute("data-state"),
+    attempt: await page.locator("dl.kv dt:text-is('attempt') + dd").innerText() });
 }
 
 async function listPage(page, hash, name) {

@@ -49,10 +49,10 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     root: Path = web_root()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+    def do_GET(self) -> None:
         self._serve(head=False)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._serve(head=True)
 
     def _serve(self, head: bool) -> None:
@@ -94,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002
+    def log_message(self, format: str, *args) -> None:
         if args and str(args[1] if len(args) > 1 else "").startswith(("4", "5")):
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
