@@ -50,15 +50,16 @@ def match_gages(wanted: Iterable[str], available: Iterable[str]) -> dict[str, st
     Gages with no (or an ambiguous) match are left out."""
     available = list(available)
     exact = set(available)
-    by_key: dict[str, list[str]] = {}
-    for col in available:
-        by_key.setdefault(gage_key(col), []).append(col)
-    out = {}
-    for g in wanted:
-        if g in exact:
-            out[g] = g
-        elif len(by_key.get(gage_key(g), [])) == 1:
-            out[g] = by_key[gage_key(g)][0]
+    out = {g: g for g in wanted if g in exact}
+    rest = [g for g in wanted if g not in exact]
+    if rest:  # loose keys only when needed (10k+ columns is common)
+        by_key: dict[str, list[str]] = {}
+        for col in available:
+            by_key.setdefault(gage_key(col), []).append(col)
+        for g in rest:
+            hits = by_key.get(gage_key(g), [])
+            if len(hits) == 1:
+                out[g] = hits[0]
     return out
 
 

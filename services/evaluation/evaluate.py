@@ -35,7 +35,8 @@ def evaluate(sim, obs, crosswalk, window=None, resample: str | None = None,
         location), Threshold(...), or a list of those.
     min_pairs: a location with fewer valid (both finite) pairs is not evaluated; its error says
         e.g. "gage 0123: 3 valid pairs < minimum 10".
-    progress: ``progress(done, total)`` over locations while metrics are computed.
+    progress: ``progress(done, total)`` over locations while metrics are computed; raising in it
+        aborts the evaluation (the exception propagates), e.g. to honour a cancellation.
     weights: score weights (metrics.scoring.DEFAULT_WEIGHTS when None).
     keep_series: keep the aligned arrays on the result (needed for hydrograph plots).
     """

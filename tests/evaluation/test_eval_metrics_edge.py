@@ -96,3 +96,21 @@ def test_bad_arguments():
 def test_metric_aliases_and_order():
     t = compute_metrics(rows([1, 2, 3]), rows([1, 2, 4]), metrics=["r", "KGE'", "nse"])
     assert t.names == ["nse", "kge_prime", "pearson_r"]
+
+
+def test_progress_reports_blocks_and_can_abort():
+    sim = np.ones((10, 4)) * np.arange(4)
+    obs = sim + 1
+    seen = []
+    compute_metrics(sim, obs, block_rows=3, workers=1, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(0, 10), (3, 10), (6, 10), (9, 10), (10, 10)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        if done >= 3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        compute_metrics(sim, obs, block_rows=3, workers=1, progress=cancel)

@@ -115,6 +115,8 @@ def compute_metrics(sim: np.ndarray, obs: np.ndarray, times=None, *, metrics: Se
     weights: score weights (default scoring.DEFAULT_WEIGHTS).
     min_pairs: locations with fewer valid pairs get an error and NaN metrics.
     ids: location ids in row order; needed only for per-location threshold values.
+    progress: called as progress(done, total) after each block, from the calling thread; an
+        exception raised in it stops the computation and propagates (use it to cancel).
     """
     sim = np.asarray(sim, dtype=float)
     obs = np.asarray(obs, dtype=float)
@@ -159,17 +161,23 @@ def compute_metrics(sim: np.ndarray, obs: np.ndarray, times=None, *, metrics: Se
     if progress:
         progress(0, n_loc)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for fut in as_completed([pool.submit(run, b) for b in blocks]):
-            rows, (vals, notes, used, cnt) = fut.result()
-            for key, v in vals.items():
-                out[key][rows] = v
-            for label, v in used.items():
-                thr_used[label][rows] = v
-            n_pairs[rows] = cnt
-            all_notes += notes
-            done += rows.stop - rows.start
-            if progress:
-                progress(done, n_loc)
+        futures = [pool.submit(run, b) for b in blocks]
+        try:
+            for fut in as_completed(futures):
+                rows, (vals, notes, used, cnt) = fut.result()
+                for key, v in vals.items():
+                    out[key][rows] = v
+                for label, v in used.items():
+                    thr_used[label][rows] = v
+                n_pairs[rows] = cnt
+                all_notes += notes
+                done += rows.stop - rows.start
+                if progress:
+                    progress(done, n_loc)  # may raise to abort (e.g. the caller was cancelled)
+        except BaseException:
+            for fut in futures:  # don't run the remaining blocks before propagating
+                fut.cancel()
+            raise
 
     bad = n_pairs < min_pairs
     idx = np.flatnonzero(bad)
