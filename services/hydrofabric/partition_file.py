@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import unique
+
 from .ids import TERMINAL_SENTINEL
 from .network import Network
 
@@ -92,7 +94,7 @@ def build_document(net: Network, a: Assignment) -> dict:
     # nex-ids per rank: downstream nexus of each catchment, upstream nexuses, sentinel nexuses
     down_j = np.flatnonzero(net.nex_to_cat >= 0)
     sj = np.flatnonzero(a.sentinel_rank >= 0)
-    keys = np.unique(np.concatenate([rc * nx + j, a.part[net.nex_to_cat[down_j]] * nx + down_j,
+    keys = unique(np.concatenate([rc * nx + j, a.part[net.nex_to_cat[down_j]] * nx + down_j,
                                      a.sentinel_rank[sj] * nx + sj]))
     nex_rank, nex_j = keys // nx, keys % nx
     nex_bounds = np.searchsorted(nex_rank, np.arange(n_parts + 1))
@@ -109,10 +111,13 @@ def build_document(net: Network, a: Assignment) -> dict:
             per_rank[r].append((jj, 0, s, dst, SEND))
         per_rank[s].append((jj, 1, r, cat_ids[cc], RECV))
 
+    names = np.empty(len(seq), dtype=object)
+    is_cat = seq >= 0
+    names[is_cat] = cat_ids[seq[is_cat]]
+    names[~is_cat] = [sentinel_id(nex_ids[-x - 1]) for x in seq[~is_cat].tolist()]
     parts = []
     for r in range(n_parts):
-        cs = seq[cat_bounds[r]:cat_bounds[r + 1]]
-        ids = [cat_ids[x] if x >= 0 else sentinel_id(nex_ids[-x - 1]) for x in cs.tolist()]
+        ids = names[cat_bounds[r]:cat_bounds[r + 1]].tolist()
         nj = nex_j[nex_bounds[r]:nex_bounds[r + 1]]
         conns = [{"mpi-rank": s, "nex-id": nex_ids[jj], "cat-id": cid, "cat-direction": dirn}
                  for jj, _k, s, cid, dirn in sorted(per_rank[r], key=lambda t: (t[0], t[1], t[2], t[3]))]
@@ -127,11 +132,11 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
     load = np.bincount(a.part, weights=weights, minlength=n_parts) if weights is not None else sizes.astype(float)
     c, j, d, rc, owner = _edges(net, a)
     remote = (owner >= 0) & (owner != rc)
-    cut = np.unique(j[remote])
-    send = len(np.unique(rc[remote] * net.n_nexuses + j[remote]))
+    cut = unique(j[remote])
+    send = len(unique(rc[remote] * net.n_nexuses + j[remote]))
     # terminal nexuses fed from several ranks with no sentinel would give partial sums
     t = (d < 0) & (a.sentinel_rank[j] < 0)
-    tk = np.unique(j[t] * n_parts + rc[t])
+    tk = unique(j[t] * n_parts + rc[t])
     unsent = int((np.bincount(tk // n_parts, minlength=net.n_nexuses) > 1).sum())
     mean = load.mean() if n_parts else 0.0
     down = net.tour.down

@@ -12,6 +12,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from .arrays import unique, isin
+
 from .ids import TERMINAL_SENTINEL, split_id
 from .network import Network
 from .partition_file import RECV, SEND
@@ -27,6 +29,16 @@ def _load(doc) -> object:
     if isinstance(doc, (str, bytes)):
         return json.loads(doc)
     return doc
+
+
+def _all_str(v: list) -> bool:
+    return set(map(type, v)) <= {str}  # C-level loop; isinstance per element is 10× slower
+
+
+def _index(table: dict[str, int], values: list[str]) -> np.ndarray:
+    """Index of each id via the network's cached dict (faster than re-hashing 1M ids)."""
+    get = table.get
+    return np.fromiter(map(get, values, [-1] * len(values)), dtype=np.int64, count=len(values))
 
 
 def _structure(doc, out: _Collector) -> list[dict] | None:
@@ -47,7 +59,7 @@ def _structure(doc, out: _Collector) -> list[dict] | None:
                 ok = False
         for key in ("cat-ids", "nex-ids"):
             v = p.get(key, [])
-            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            if not isinstance(v, list) or not _all_str(v):
                 out.add("PARTITION_FORMAT", "", f'partition #{r} "{key}" must be a list of strings')
                 ok = False
         rc = p.get("remote-connections", [])
@@ -99,47 +111,53 @@ def validate_partitioning(network: Network, partition_json, n_ranks: int) -> lis
     sentinel_pref = TERMINAL_SENTINEL
 
     # ---- catchments: every one exactly once ----------------------------------------------
-    for r, p in enumerate(parts):
-        for cid in p["cat-ids"]:
-            i = cidx.get(cid)
-            if i is not None:
-                if owner[i] >= 0:
-                    where = "twice in" if owner[i] == r else f"in partition {owner[i]} and"
-                    out.add("DUPLICATE_CATCHMENT", cid, f"catchment {cid} is {where} partition {r} "
-                            "(its flow would be counted twice)")
-                else:
-                    owner[i] = r
-                continue
-            if cid.startswith(sentinel_pref):
-                nex = cid[len(sentinel_pref):]
-                j = nidx.get(nex)
-                if j is None:
-                    out.add("UNKNOWN_CATCHMENT", cid, f"partition {r}: sentinel {cid} names unknown nexus {nex}")
-                elif network.nex_to_cat[j] >= 0:
-                    out.add("SENTINEL_NOT_TERMINAL", cid, f"partition {r}: sentinel {cid} but nexus {nex} flows "
-                            f"into {network.catchment_ids[network.nex_to_cat[j]]}")
-                elif sent_owner[j] >= 0:
-                    out.add("DUPLICATE_CATCHMENT", cid, f"sentinel {cid} is in partition {sent_owner[j]} and "
-                            f"partition {r}")
-                else:
-                    sent_owner[j] = r
-                continue
-            out.add("UNKNOWN_CATCHMENT", cid, f"partition {r}: catchment {cid} is not in the hydrofabric")
+    flat = [cid for p in parts for cid in p["cat-ids"]]
+    flat_rank = np.repeat(np.arange(P), [len(p["cat-ids"]) for p in parts])
+    idx = _index(cidx, flat)
+    known = np.flatnonzero(idx >= 0)
+    o = known[np.argsort(idx[known], kind="stable")]  # grouped by catchment, file order inside
+    ci, cr = idx[o], flat_rank[o]
+    first = np.r_[True, ci[1:] != ci[:-1]] if len(ci) else np.empty(0, dtype=bool)
+    owner[ci[first]] = cr[first]
+    for k in np.flatnonzero(~first).tolist():
+        i, r = int(ci[k]), int(cr[k])
+        cid = network.catchment_ids[i]
+        where = "twice in" if owner[i] == r else f"in partition {owner[i]} and"
+        out.add("DUPLICATE_CATCHMENT", cid, f"catchment {cid} is {where} partition {r} "
+                "(its flow would be counted twice)")
+    for k in np.flatnonzero(idx < 0).tolist():
+        cid, r = flat[k], int(flat_rank[k])
+        if cid.startswith(sentinel_pref):
+            nex = cid[len(sentinel_pref):]
+            j = nidx.get(nex)
+            if j is None:
+                out.add("UNKNOWN_CATCHMENT", cid, f"partition {r}: sentinel {cid} names unknown nexus {nex}")
+            elif network.nex_to_cat[j] >= 0:
+                out.add("SENTINEL_NOT_TERMINAL", cid, f"partition {r}: sentinel {cid} but nexus {nex} flows "
+                        f"into {network.catchment_ids[network.nex_to_cat[j]]}")
+            elif sent_owner[j] >= 0:
+                out.add("DUPLICATE_CATCHMENT", cid, f"sentinel {cid} is in partition {sent_owner[j]} and "
+                        f"partition {r}")
+            else:
+                sent_owner[j] = r
+            continue
+        out.add("UNKNOWN_CATCHMENT", cid, f"partition {r}: catchment {cid} is not in the hydrofabric")
     for i in np.flatnonzero(owner < 0).tolist():
         cid = network.catchment_ids[i]
         out.add("MISSING_CATCHMENT", cid, f"catchment {cid} is in no partition (it would not be simulated)")
 
     # ---- nexuses: listed where they touch -------------------------------------------------
-    listed = set()
-    for r, p in enumerate(parts):
-        for nid in p["nex-ids"]:
-            j = nidx.get(nid)
-            if j is None:
-                out.add("UNKNOWN_NEXUS", nid, f"partition {r}: nexus {nid} is not in the hydrofabric")
-                continue
-            if (r * nx + j) in listed:
-                out.add("DUPLICATE_NEXUS", nid, f"partition {r} lists nexus {nid} twice", "warning")
-            listed.add(r * nx + j)
+    nflat = [nid for p in parts for nid in p["nex-ids"]]
+    nrank = np.repeat(np.arange(P), [len(p["nex-ids"]) for p in parts])
+    jidx = _index(nidx, nflat)
+    for k in np.flatnonzero(jidx < 0).tolist():
+        out.add("UNKNOWN_NEXUS", nflat[k], f"partition {int(nrank[k])}: nexus {nflat[k]} is not in the hydrofabric")
+    keys = nrank[jidx >= 0] * nx + jidx[jidx >= 0]
+    ks = np.sort(keys)
+    for k in unique(ks[1:][ks[1:] == ks[:-1]]).tolist():
+        r, j = divmod(k, nx)
+        out.add("DUPLICATE_NEXUS", network.nexus_ids[j], f"partition {r} lists nexus {network.nexus_ids[j]} twice",
+                "warning")
     c_all = np.flatnonzero((network.cat_to_nex >= 0) & (owner >= 0))
     j_all = network.cat_to_nex[c_all]
     need_down = owner[c_all] * nx + j_all  # each catchment's downstream nexus
@@ -147,13 +165,13 @@ def validate_partitioning(network: Network, partition_json, n_ranks: int) -> lis
     od = owner[network.nex_to_cat[jd]]
     need_up = (od * nx + jd)[od >= 0]  # nexus feeding a catchment of the partition
     sj = np.flatnonzero(sent_owner >= 0)
-    need = np.unique(np.concatenate([need_down, need_up, sent_owner[sj] * nx + sj]))
-    have = np.fromiter(listed, dtype=np.int64, count=len(listed)) if listed else np.empty(0, dtype=np.int64)
-    for k in need[~np.isin(need, have)].tolist():
+    need = unique(np.concatenate([need_down, need_up, sent_owner[sj] * nx + sj]))
+    have = unique(keys)
+    for k in need[~isin(need, have)].tolist():
         r, j = divmod(k, nx)
         out.add("MISSING_NEXUS", network.nexus_ids[j], f"partition {r}: nexus {network.nexus_ids[j]} touches "
                 "its catchments but is not in nex-ids (its output would be missing)")
-    for k in have[~np.isin(have, need)].tolist():
+    for k in have[~isin(have, need)].tolist():
         r, j = divmod(k, nx)
         out.add("EXTRA_NEXUS", network.nexus_ids[j], f"partition {r}: nexus {network.nexus_ids[j]} is listed "
                 "but touches none of its catchments", "warning")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .arrays import unique
+
 from .ids import split_id
 from .network import Network
 
@@ -78,8 +80,8 @@ def resolve_seeds(net: Network, ids: Iterable[str], crosswalk: Mapping[str, str]
                 as_nexus(nidx[nex])
                 continue
         unknown.append(s)
-    up = np.unique(np.concatenate(up_parts)) if up_parts else np.empty(0, dtype=np.int64)
-    return Seeds(up=up.astype(np.int64), down=np.unique(np.asarray(down, dtype=np.int64)),
+    up = unique(np.concatenate(up_parts)) if up_parts else np.empty(0, dtype=np.int64)
+    return Seeds(up=up.astype(np.int64), down=unique(np.asarray(down, dtype=np.int64)),
                  nexuses=nex_seeds, unknown=unknown, kinds=kinds)
 
 
@@ -125,14 +127,14 @@ def downstream_closure(net: Network, seeds: np.ndarray, depth: int | None = None
     """Catchments on the downstream paths from each seed (seeds included) to their outlets."""
     down = net.tour.down
     seen = np.zeros(net.n_catchments, dtype=bool)
-    frontier = np.unique(np.asarray(seeds, dtype=np.int64))
+    frontier = unique(np.asarray(seeds, dtype=np.int64))
     hops = 0
     while len(frontier):
         seen[frontier] = True
         if depth is not None and hops >= depth:
             break
         nxt = down[frontier]
-        nxt = np.unique(nxt[nxt >= 0])
+        nxt = unique(nxt[nxt >= 0])
         frontier = nxt[~seen[nxt]]
         hops += 1
     return np.flatnonzero(seen)
@@ -168,7 +170,7 @@ def subset_network(net: Network, ids: Iterable[str], upstream: bool = True, down
         parts.append(upstream_closure(net, seeds.up, depth))
     if downstream:
         parts.append(downstream_closure(net, seeds.down, depth))
-    cats = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+    cats = unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
     nex = net.cat_to_nex[cats]
-    nexs = np.unique(np.concatenate([nex[nex >= 0], np.asarray(seeds.nexuses, dtype=np.int64)]))
+    nexs = unique(np.concatenate([nex[nex >= 0], np.asarray(seeds.nexuses, dtype=np.int64)]))
     return Subset(catchments=cats, nexuses=nexs, unknown=seeds.unknown, kinds=seeds.kinds)

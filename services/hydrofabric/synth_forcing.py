@@ -56,7 +56,7 @@ def met_fields(xy: np.ndarray, times: pd.DatetimeIndex, precip: np.ndarray, elev
                rng: np.random.Generator) -> dict[str, np.ndarray]:
     n, hours = precip.shape
     hod = np.asarray(times.hour, dtype=np.float64)[None, :]
-    doy = np.asarray(times.dayofyear, dtype=np.float64)[None, :]
+    doy = np.asarray(times.day_of_year, dtype=np.float64)[None, :]
     cloud = np.clip(precip / 2.0, 0.0, 1.0)
     cloud = np.maximum(cloud, np.clip(np.convolve(cloud.mean(axis=0), np.ones(6) / 6, "same"), 0, 1)[None, :] * 0.7)
     lat_term = (xy[:, 1:2] - xy[:, 1].min()) / 1e6  # colder to the north (per 1000 km)

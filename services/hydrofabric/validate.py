@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .arrays import unique
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -129,7 +131,7 @@ def find_cycles_in(down: np.ndarray) -> list[list[int]]:
         d = down[frontier]
         d = d[d >= 0]
         np.subtract.at(indeg, d, 1)
-        cand = np.unique(d)
+        cand = unique(d)
         frontier = cand[(indeg[cand] == 0) & alive[cand]]
     cycles: list[list[int]] = []
     seen = np.zeros(n, dtype=bool)
