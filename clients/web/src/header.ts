@@ -6,6 +6,11 @@ import { ServingStatus } from "./rpc/wellknown";
 
 const HEALTH_EVERY_MS = 15_000;
 
+/** Shows the current page again, as the new identity sees it. */
+function rerender(): void {
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+}
+
 async function check(service: string): Promise<ServingStatus | "DOWN"> {
   try {
     return (await health.check({ service }, { timeoutMs: 5_000 })).status;
@@ -52,7 +57,7 @@ export function userArea(): HTMLElement {
     replace(el,
       who ? h("span", { class: "muted", "data-user": who }, who) : h("span", { class: "muted" }, "not signed in"),
       token()
-        ? h("button", { type: "button", onclick: () => { setToken(null); void render(); } }, "Sign out")
+        ? h("button", { type: "button", onclick: () => { setToken(null); void render(); rerender(); } }, "Sign out")
         : h("button", { type: "button", "aria-expanded": "false", onclick: (event: Event) => {
           const open = el.querySelector("form.login");
           if (open) open.remove();
@@ -82,6 +87,7 @@ function loginForm(done: () => Promise<void>): HTMLElement {
       setToken(reply.accessToken);
       form.remove();
       await done();
+      rerender();
     } catch (err) {
       if (isAbort(err)) return;
       markFields(form, err);

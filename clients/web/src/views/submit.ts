@@ -29,6 +29,10 @@ function select(name: string, dataField: string, options: [number | string, stri
     options.map(([value, label]) => h("option", { value: String(value) }, label)));
 }
 
+function list(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean);
+}
+
 /** "2024-01-01T00:00" in the form is UTC. */
 function utc(value: string) {
   const date = new Date(`${value}Z`);
@@ -61,6 +65,11 @@ export async function submitView(outlet: HTMLElement, _params: string[], signal:
       field("priority", h("input", { type: "number", name: "priority", value: "0", "data-field": "spec.priority" })),
       field("catchments", h("input", { name: "catchments", placeholder: "cat-1, cat-2 (empty: all)",
         "data-field": "spec.catchment_ids" }))),
+    h("fieldset", null, h("legend", null, "Evaluation after success (optional)"),
+      field("observations", h("input", { name: "observations", list: "list-observations", autocomplete: "off",
+        placeholder: "display name or datasets/{id}", "data-field": "spec.evaluation.observation_dataset" })),
+      field("metrics", h("input", { name: "metrics", placeholder: "nse, kge (empty: all)",
+        "data-field": "spec.evaluation.metrics" }))),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Submit job")),
     errors);
 
@@ -84,7 +93,11 @@ export async function submitView(outlet: HTMLElement, _params: string[], signal:
           partitionMethod: Number(text("partition")),
           engine: text("engine") === "auto" ? "" : text("engine"),
           priority: Number(text("priority") || 0),
-          catchmentIds: text("catchments").split(/[\s,]+/).filter(Boolean),
+          catchmentIds: list(text("catchments")),
+          evaluation: text("observations") ? {
+            observationDataset: resolveDataset(text("observations"), known),
+            metrics: list(text("metrics")),
+          } : undefined,
         },
       }, { signal });
       navigate(href("jobs", shortId(reply.job?.name ?? "")));
@@ -101,7 +114,8 @@ export async function submitView(outlet: HTMLElement, _params: string[], signal:
   outlet.replaceChildren(h("div", { class: "toolbar" }, h("h1", null, "New job")), form);
   try {
     known = await loadDatasets(signal);
-    form.append(...INPUTS.map(([name, , category]) => datalist(`list-${name}`, known, category)));
+    form.append(...INPUTS.map(([name, , category]) => datalist(`list-${name}`, known, category)),
+      datalist("list-observations", known, DataCategory.OBSERVATION));
     replace(note, `${known.length} datasets known; type a display name or datasets/{id}.`);
   } catch (err) {
     replace(note, "Dataset names cannot be looked up right now; enter datasets/{id}. ",
