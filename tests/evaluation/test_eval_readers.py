@@ -39,6 +39,8 @@ def test_ngen_csv_bad_rows(tmp_path):
     # A non-numeric flow is a missing value, not a failure.
     p.write_text("0, 2015-12-01 00:00:00, -nan\n1, 2015-12-01 01:00:00, 3\n")
     assert read_nexus_csv(p).isna().tolist() == [True, False]
+    p.write_text("0, 2015-12-01 00:00:00, -nan(ind)\n1, 2015-12-01 01:00:00, 3\n")  # MSVC-style text
+    assert read_nexus_csv(p).tolist()[1] == 3.0 and read_nexus_csv(p).isna().tolist() == [True, False]
 
 
 def test_read_output_directory_only_nexus_files(tmp_path):
@@ -46,9 +48,12 @@ def test_read_output_directory_only_nexus_files(tmp_path):
     (tmp_path / "tnx-9_output.csv").write_text(NGEN_ROWS.replace("0.5", "7"))
     # Catchment output (header, other name) must be ignored.
     (tmp_path / "cat-1.csv").write_text("Time Step,Time,Q_OUT\n0,2015-12-01 00:00:00,0.1\n")
+    # A file from a run starting an hour later: its own time column, not the cached one.
+    (tmp_path / "nex-2_output.csv").write_text("0, 2015-12-01 01:00:00, 9\n")
     df = read_nexus_csv_dir(tmp_path)
-    assert sorted(df.columns) == ["nex-1", "tnx-9"]
+    assert sorted(df.columns) == ["nex-1", "nex-2", "tnx-9"]
     assert df.loc["2015-12-01 00:00", "tnx-9"] == 7.0
+    assert df["nex-2"].dropna().to_dict() == {pd.Timestamp("2015-12-01 01:00"): 9.0}
     only = read_nexus_csv_dir(tmp_path, nexus_ids=["nex-1", "nex-404"])
     assert list(only.columns) == ["nex-1"]
 

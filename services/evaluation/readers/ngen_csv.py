@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..crosswalk import normalize_nexus_id
 from ..timeseries import normalize_frame
 
 SUFFIX = "_output.csv"
+_COLS = ["step", "time", "flow"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -26,25 +28,49 @@ def nexus_id_from_path(path: Path) -> str:
     return normalize_nexus_id(Path(path).name)
 
 
-def read_nexus_csv(path) -> pd.Series:
+def _read_raw(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(time strings, flow floats). Fast path parses flows as floats in the C reader; a file with
+    odd flow text (e.g. "-nan(ind)") falls back to text, and non-numbers become NaN."""
+    with open(path) as fh:
+        first = fh.readline()
+    if not first.strip():
+        return np.array([], dtype=object), np.array([], dtype="float64")
+    if first.count(",") != 2:
+        raise ValueError(f"{path}: expected 3 columns '<step>, <time>, <flow>', found {first.count(',') + 1}")
+    try:
+        raw = pd.read_csv(path, header=None, names=_COLS, usecols=["time", "flow"], skipinitialspace=True,
+                          dtype={"time": str, "flow": "float64"})
+        return raw["time"].to_numpy(dtype=object), raw["flow"].to_numpy(dtype="float64")
+    except ValueError:
+        raw = pd.read_csv(path, header=None, names=_COLS, skipinitialspace=True, dtype=str, keep_default_na=False)
+        flow = pd.to_numeric(raw["flow"].str.strip(), errors="coerce").to_numpy(dtype="float64")
+        return raw["time"].str.strip().to_numpy(dtype=object), flow
+
+
+def _parse_times(text: np.ndarray, path: Path, cache: dict | None) -> pd.DatetimeIndex:
+    # Every nexus file of one run has the same time column: parse it once per directory read.
+    if cache is not None and "text" in cache and np.array_equal(cache["text"], text):
+        return cache["index"]
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(text, format=TIME_FORMAT))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: time column is not '{TIME_FORMAT}': {exc}") from exc
+    if cache is not None:
+        cache.update(text=text, index=index)
+    return index
+
+
+def read_nexus_csv(path, _cache: dict | None = None) -> pd.Series:
     """One nexus file → Series (UTC-naive DatetimeIndex, float64 m3/s) named by the nexus id."""
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, header=None, skipinitialspace=True, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raw = pd.DataFrame(columns=[0, 1, 2])
-    if raw.shape[1] != 3:
-        raise ValueError(f"{path}: expected 3 columns '<step>, <time>, <flow>', found {raw.shape[1]}")
-    try:
-        times = pd.to_datetime(raw[1].str.strip(), format=TIME_FORMAT)
-    except ValueError as exc:
-        raise ValueError(f"{path}: time column is not '{TIME_FORMAT}': {exc}") from exc
-    # Non-numeric flow text (e.g. "nan", "-nan") becomes NaN rather than failing the whole file.
-    flow = pd.to_numeric(raw[2].str.strip(), errors="coerce").to_numpy(dtype="float64")
-    series = pd.Series(flow, index=pd.DatetimeIndex(times), name=nexus_id_from_path(path))
-    if series.index.has_duplicates:
-        raise ValueError(f"{path}: duplicate time stamp {series.index[series.index.duplicated()][0]}")
-    return series.sort_index()
+    text, flow = _read_raw(path)
+    index = _parse_times(text, path, _cache)
+    series = pd.Series(flow, index=index, name=nexus_id_from_path(path))
+    if not index.is_monotonic_increasing or index.has_duplicates:
+        if index.has_duplicates:
+            raise ValueError(f"{path}: duplicate time stamp {index[index.duplicated()][0]}")
+        series = series.sort_index()
+    return series
 
 
 def read_nexus_csv_dir(directory, nexus_ids: Iterable[str] | None = None) -> pd.DataFrame:
@@ -61,7 +87,8 @@ def read_nexus_csv_dir(directory, nexus_ids: Iterable[str] | None = None) -> pd.
     else:
         wanted = dict.fromkeys(normalize_nexus_id(n) for n in nexus_ids)
         paths = [p for p in (directory / f"{n}{SUFFIX}" for n in wanted) if p.is_file()]
-    series = {nexus_id_from_path(p): read_nexus_csv(p) for p in paths}
+    cache: dict = {}
+    series = {nexus_id_from_path(p): read_nexus_csv(p, cache) for p in paths}
     if not series:
         return pd.DataFrame(index=pd.DatetimeIndex([]), dtype="float64")
     return normalize_frame(pd.concat(series, axis=1))
