@@ -77,7 +77,7 @@ def _block(sim, obs, rows: slice, ws: Workspace, needed_cont, needed_cat, thresh
         tv = threshold_values(thr, st.o_hi, st.n, site)
         thr_used[thr.label] = tv
         missing = ~np.isfinite(tv) & (st.n > 0)
-        # bools[2:4] are the workspace's spare flags (0 and 1 hold the pair mask).
+        # bools[2:4] are spare scratch flags (0 and 1 hold the pair mask and its negation).
         ct = categorical.contingency(sim, obs, st.mask, tv, buffers=(bools[2], bools[3]))
         for name, (v, nt) in categorical.scores(ct, needed_cat).items():
             key = f"{name}@{thr.label}"
