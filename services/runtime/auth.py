@@ -42,8 +42,19 @@ def current_principal() -> Principal:
     return principal
 
 
-def set_principal(principal: Principal | None) -> None:
+def set_principal(principal: Principal | None, authorization: str | None = None) -> None:
     _principal.set(principal)
+    _authorization.set(authorization)
+
+
+# The caller's own authorization header, forwarded on calls made on its behalf.
+_authorization: contextvars.ContextVar[str | None] = contextvars.ContextVar("dmod_authorization", default=None)
+
+
+def forward_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata for a downstream call made on behalf of the current caller."""
+    value = _authorization.get()
+    return (("authorization", value),) if value else ()
 
 
 def ensure_keypair(private_path: Path, public_path: Path) -> None:

@@ -112,3 +112,25 @@ def internal_status(ref: str) -> status_pb2.Status:
 def require(condition: bool, field: str, description: str) -> None:
     if not condition:
         raise InvalidArgument((field, description))
+
+
+_PASS_THROUGH = {grpc.StatusCode.NOT_FOUND: NotFound, grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+                 grpc.StatusCode.PERMISSION_DENIED: PermissionDenied, grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+                 grpc.StatusCode.UNAUTHENTICATED: Unauthenticated, grpc.StatusCode.DATA_LOSS: DataLoss,
+                 grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted}
+
+
+def from_downstream(error: grpc.RpcError, field: str = "") -> DmodError:
+    """Map a downstream service's error to ours, naming the request field it concerns.
+
+    The caller's own request was the problem for NOT_FOUND & co., so those keep their code;
+    a downstream INVALID_ARGUMENT is reported against `field`; anything else means the other
+    service is unwell: UNAVAILABLE (retryable), never INTERNAL.
+    """
+    code, text = error.code(), error.details() or ""
+    prefix = f"{field}: " if field else ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument((field or "request", text))
+    if code in _PASS_THROUGH:
+        return _PASS_THROUGH[code](prefix + text)
+    return Unavailable(f"{prefix}downstream call failed ({code.name}): {text}", reason="DOWNSTREAM_UNAVAILABLE")

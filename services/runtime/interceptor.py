@@ -50,8 +50,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             if public:
                 auth.set_principal(None)
                 return
-            metadata = dict(context.invocation_metadata() or ())
-            auth.set_principal(self._verifier.verify(metadata.get("authorization")))
+            authorization = dict(context.invocation_metadata() or ()).get("authorization")
+            auth.set_principal(self._verifier.verify(authorization), authorization)
 
         async def on_error(exc: BaseException, context) -> None:
             if isinstance(exc, NotImplementedError):
