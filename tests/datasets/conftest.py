@@ -7,8 +7,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from dmod.datasets_client import FORCING, DatasetsClient
 from minio import Minio
+
+from dmod.datasets_client import FORCING, DatasetsClient
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import uuid
 
 import grpc
 import pytest
+
 from dmod.datasets_client import CONFIG, FORCING, OPEN, SEALED, make_domain, object_name, reason
 from dmod.errors import error_details
 from dmod.v1 import datasets_pb2, domain_pb2

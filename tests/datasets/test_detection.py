@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from dmod.datasets_client import OPEN, reason
 from dmod.errors import error_details
 from dmod.services.hydrofabric import hydrofabric_id, load_network

@@ -2,6 +2,7 @@
 import datetime as dt
 
 import pytest
+
 from dmod.services.datasets import domain_codec, names, pagination
 from dmod.services.datasets.domains import (
     ALL,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from dmod.datasets_client import FORCING, HYDROFABRIC, DatasetsClient, make_domain, requirement
 from dmod.services.runtime.auth import TokenIssuer
 from dmod.v1 import domain_pb2 as d

@@ -10,6 +10,7 @@ import uuid
 import grpc
 import httpx
 import pytest
+
 from dmod.datasets_client import DatasetsClient, object_name, reason
 from dmod.errors import error_details
 from dmod.services.datasets.transfer.uploads import PART_SIZE
