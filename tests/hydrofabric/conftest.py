@@ -113,7 +113,7 @@ def hand_net(hand_gpkg):
 def synth_dir(tmp_path_factory) -> Path:
     from dmod.services.hydrofabric import synth
     d = tmp_path_factory.mktemp("synth")
-    synth(d, catchments=400, seed=7, geojson=True, forcing="both", hours=48)
+    synth(d, catchments=400, seed=7, outlets=20, geojson=True, forcing="both", hours=48)
     return d
 
 
