@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import asyncpg
 import grpc
 
+from dmod.services.runtime.auth import TokenIssuer
 from dmod.services.runtime.db import apply_migrations, create_pool
 from dmod.services.runtime.redis_client import create_redis
 from dmod.services.runtime.settings import Settings
@@ -23,6 +25,8 @@ class App:
         self._channel: grpc.aio.Channel | None = None
         self._lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
+        self._issuer: TokenIssuer | None = None
+        self._tokens: dict[str, tuple[str, int]] = {}
 
     async def db(self) -> asyncpg.Pool:
         async with self._lock:
@@ -53,6 +57,19 @@ class App:
             target = self.settings.services_target or self.address
             self._channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 8 << 20)])
         return self._channel
+
+    def on_behalf_of(self, owner: str) -> tuple[tuple[str, str], ...]:
+        """Metadata for background calls made for `owner` (no caller token to forward): a short-lived
+        token signed with this deployment's key; none needed when auth is off and no key exists."""
+        key = self.settings.jwt_private_key_file
+        if not key or not key.exists():
+            return ()
+        cached = self._tokens.get(owner)
+        if cached is None or cached[1] < time.time() + 60:
+            if self._issuer is None:
+                self._issuer = TokenIssuer(key.read_bytes(), self.settings.token_ttl_seconds)
+            cached = self._tokens[owner] = self._issuer.issue(owner, ttl_seconds=900)
+        return (("authorization", f"Bearer {cached[0]}"),)
 
     def spawn(self, coro) -> asyncio.Task:
         """Background task owned by the process; cancelled on shutdown."""
