@@ -36,6 +36,8 @@ class JobsSettings(BaseSettings):
     default_max_attempts: int = 3
     default_initial_backoff_seconds: float = 1.0
     default_backoff_multiplier: float = 2.0
+    # Progress events are recorded at most this often per worker (the final step always).
+    progress_interval_seconds: float = 0.5
     # Worker token lifetime.
     worker_token_ttl_seconds: int = 86_400
 

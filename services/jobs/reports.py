@@ -18,7 +18,6 @@ log = logging.getLogger("dmod.jobs.reports")
 
 FLUSH_LINES = 200
 FLUSH_SECONDS = 0.2
-PROGRESS_SECONDS = 0.5
 HEARTBEAT_WRITE_SECONDS = 2.0
 
 
@@ -86,7 +85,7 @@ class WorkerReports:
         if p is None or not st.job_id:
             return
         now = time.monotonic()
-        if not force and now - st.last_progress < PROGRESS_SECONDS:
+        if not force and now - st.last_progress < self.rt.cfg.progress_interval_seconds:
             return
         st.pending_progress = None
         st.last_progress = now

@@ -408,9 +408,10 @@ class Scheduler:
                                         else record["handle"]) if record is not None and record["handle"] else None
         how = "adopted"
         if handle is None:
-            if record is None:
+            if record is None:  # first try: nothing can be running yet
                 await self.store.record_launching(job_id, attempt, launcher.name)
-            handle = await launcher.find(name, attempt)
+            else:  # an earlier try may have launched it and crashed before recording the handle
+                handle = await launcher.find(name, attempt)
             if handle is None:
                 allocs = await self.store.allocations(job_id, attempt)
                 if not allocs:  # cannot happen through the allocator; recover by queueing again

@@ -75,9 +75,10 @@ class LocalLauncher(Launcher):
 
     # ---- launch -------------------------------------------------------------------------------
     async def launch(self, request: LaunchRequest) -> LaunchHandle:
-        existing = await self.find(request.job, request.attempt)
-        if existing is not None:
-            return existing
+        """Start the worker. Callers that may have launched this attempt before (a crash between
+        launch and recording the handle) call `find()` first; this only guards this process."""
+        if (request.job, request.attempt) in self._children:
+            return await self.find(request.job, request.attempt)
         folder = attempt_dir(self.root, request.job, request.attempt)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "exit.json").unlink(missing_ok=True)
