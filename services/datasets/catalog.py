@@ -5,6 +5,7 @@ import logging
 import uuid
 
 import asyncpg
+
 from dmod.services.datasets import access, convert, domain_codec, names, pagination, store, validation
 from dmod.services.datasets.detect import DetectionContext, detect_domain
 from dmod.services.datasets.domains import Domain

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from google.protobuf import timestamp_pb2
+
 from dmod.services.datasets import domain_codec, names
 from dmod.services.datasets.store import loads
 from dmod.v1 import datasets_pb2
-from google.protobuf import timestamp_pb2
 
 
 def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from google.protobuf import timestamp_pb2
+
 from dmod.services.datasets.domains import (
     ALL,
     INDEX_NAMES,
@@ -15,7 +17,6 @@ from dmod.services.datasets.domains import (
 )
 from dmod.services.runtime.errors import InvalidArgument
 from dmod.v1 import domain_pb2
-from google.protobuf import timestamp_pb2
 
 
 def _ts_to_dt(ts: timestamp_pb2.Timestamp) -> dt.datetime:

@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pandas as pd
+
 from dmod.services.datasets.detect.context import DATASET, BadFile, DetectionContext, Obj
 from dmod.services.datasets.detect.csvtime import read_span
 from dmod.services.datasets.domains import (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+
 from dmod.services.datasets.detect.context import DATASET, BadFile, DetectionContext, Obj
 from dmod.services.datasets.detect.csvtime import read_span
 from dmod.services.datasets.detect.forcing import _common, catchment_from_name

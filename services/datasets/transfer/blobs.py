@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
-from dmod.services.datasets import names
 from minio import Minio
 from minio import time as mtime
 from minio.datatypes import Part
 from minio.error import S3Error
+
+from dmod.services.datasets import names
 
 log = logging.getLogger("dmod.datasets.s3")
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from minio.error import S3Error
+
 from dmod.services.datasets import convert, names, store
 from dmod.services.datasets.transfer.blobs import is_missing
 from dmod.services.datasets.transfer.reader import read_blocks
 from dmod.services.runtime.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from dmod.v1 import datasets_pb2
-from minio.error import S3Error
 
 log = logging.getLogger("dmod.datasets.download")
 

@@ -10,6 +10,8 @@ import datetime as dt
 import hashlib
 import uuid
 
+from minio.error import S3Error
+
 from dmod.services.datasets import access, convert, names
 from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
@@ -19,7 +21,6 @@ from dmod.services.datasets.transfer.reader import read_blocks
 from dmod.services.datasets.transfer.uploads import _HEX, content_type_for
 from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from dmod.v1 import datasets_pb2
-from minio.error import S3Error
 
 URL_TTL = dt.timedelta(hours=1)
 MAX_PRESIGNED_BYTES = 5 << 30  # one S3 PUT

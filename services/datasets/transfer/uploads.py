@@ -30,6 +30,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from minio.error import S3Error
+
 from dmod.services.datasets import access, convert, names
 from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
@@ -37,6 +39,7 @@ from dmod.services.datasets.transfer.hashchain import HashChain
 from dmod.services.datasets.transfer.reader import read_blocks
 from dmod.services.runtime.errors import (
     Aborted,
+    DataLoss,
     DmodError,
     FailedPrecondition,
     InvalidArgument,
@@ -46,7 +49,6 @@ from dmod.services.runtime.errors import (
     Unavailable,
 )
 from dmod.v1 import datasets_pb2
-from minio.error import S3Error
 
 log = logging.getLogger("dmod.datasets.upload")
 
@@ -144,6 +146,7 @@ class Session:
         self.has_row = row is not None
         self.parts: list[tuple[int, str, int]] = list(parts)
         self.committed = sum(p[2] for p in self.parts)
+        self.next_number = len(self.parts) + 1  # parts are numbered 1.. in byte order, no gaps
         self.chain = HashChain(mgr.hash_pool, self.committed, state)
         self.part_size = max(PART_SIZE, -(-size // (MAX_PARTS - 1)) if size > 0 else 0)
         self.buffer: list[bytes] = []
@@ -202,7 +205,8 @@ class Session:
     async def flush(self) -> None:
         data = self.buffer[0] if len(self.buffer) == 1 else b"".join(self.buffer)
         self.buffer, self.buffered = [], 0
-        number = len(self.parts) + len(self.done) + len(self.pending) + 1
+        number = self.next_number
+        self.next_number += 1
         if number > MAX_PARTS:
             raise ResourceExhausted(f"object exceeds {MAX_PARTS} parts", reason="OBJECT_TOO_LARGE")
         hashed = self.chain.feed(data)
@@ -280,10 +284,18 @@ class Session:
                 raise _storage_error(self.failure)
             digest = await self.chain.hexdigest()
             await self._check_digest(digest)
+            if self.committed != self.received or [n for n, _, _ in self.parts] != list(range(1, len(self.parts) + 1)):
+                raise Unavailable(f"upload {self.upload_id}: parts cover {self.committed} of {self.received} bytes",
+                                  reason="UPLOAD_INCOMPLETE")
             try:
                 await self.blobs.complete_multipart(self.key, self.multipart_id, [(n, e) for n, e, _ in self.parts])
+                stored = (await self.blobs.stat(self.key)).size
             except S3Error as exc:
                 raise _storage_error(exc) from None
+            if stored != self.received:  # never commit what S3 did not assemble as sent
+                await self.discard()
+                raise DataLoss(f"object store holds {stored} of {self.received} bytes of upload {self.upload_id}",
+                               reason="STORAGE_SIZE_MISMATCH")
         obj = await committer.commit(self.pool, self.blobs, dataset_id=self.dataset_id, path=self.path,
                                      size=self.received, sha256=digest, content_type=self.content_type,
                                      s3_key=self.key, upload_id=self.upload_id, has_row=self.has_row)
@@ -327,7 +339,7 @@ class Session:
         async with self.pool.acquire() as conn:
             await upload_rows.save_parts(conn, self.upload_id, [], multipart_id=self.multipart_id,
                                          lease_owner=self.mgr.node)
-        self.parts, self.committed = [], 0
+        self.parts, self.committed, self.next_number = [], 0, 1
         self.chain = HashChain(self.mgr.hash_pool)
         expected = sum(p[2] for p in kept)
         size, self.size = self.size, -1
