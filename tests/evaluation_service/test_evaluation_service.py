@@ -126,3 +126,30 @@ async def test_bad_requests(channel, datasets):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetEvaluation(evaluation_pb2.GetEvaluationRequest(name="jobs/1"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_cli_create_show_plot(stack, datasets, domain, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    hf, obs, out = datasets
+    dmod = [str(Path(sys.executable).parent / "dmod"), "eval"]
+    env = {**os.environ, "DMOD_GATEWAY": stack.gateway, "COLUMNS": "250"}
+    created = subprocess.run(dmod + ["create", "--output", out, "--observations", obs, "--hydrofabric", hf,
+                                     "--threshold", "p75", "--wait", "--json"],
+                             capture_output=True, text=True, env=env, timeout=180)
+    assert created.returncode == 0, created.stderr
+    evaluation = json.loads(created.stdout)
+    assert evaluation["state"] == "EVALUATION_STATE_SUCCEEDED"
+    table = subprocess.run(dmod + ["show", evaluation["name"]], capture_output=True, text=True, env=env, timeout=60)
+    assert table.returncode == 0 and "pod@p75" in table.stdout and "mean" in table.stdout
+    plots = subprocess.run(dmod + ["plot", evaluation["name"], "--out", str(tmp_path)], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert plots.returncode == 0, plots.stderr
+    pngs = list(tmp_path.glob("*.png"))
+    assert len(pngs) == len(domain[2]) and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    missing = subprocess.run(dmod + ["show", "evaluations/00000000-0000-0000-0000-000000000000"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr and "Traceback" not in missing.stderr
