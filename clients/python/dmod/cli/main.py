@@ -44,7 +44,7 @@ def up(home: Path = typer.Option(None, envvar="DMOD_HOME", help="State dir (defa
     started = time.perf_counter()
     state = Stack(home, log=console.print).up()
     console.print(f"[green]DMOD is up[/green] in {time.perf_counter() - started:.1f}s — gateway "
-                  f"[bold]{state.gateway}[/bold] (gRPC + grpc-web), state in {home}")
+                  f"[bold]{state.gateway}[/bold] (gRPC + grpc-web), web UI http://{state.gateway}/, state in {home}")
 
 
 @app.command()
