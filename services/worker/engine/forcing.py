@@ -22,7 +22,6 @@ def load_forcing(catchment_ids: list[str], specs: list[ForcingSpec], needs: list
                  grid: TimeGrid, cwd: str) -> dict[str, np.ndarray]:
     n, k = len(catchment_ids), grid.n_steps
     variables = sorted({v for need in needs for v in need})
-    out = {v: np.full((k, n), np.nan) for v in variables}
     groups: dict[tuple, list[int]] = defaultdict(list)
     for j, spec in enumerate(specs):
         if not needs[j]:
@@ -31,6 +30,11 @@ def load_forcing(catchment_ids: list[str], specs: list[ForcingSpec], needs: list
             raise ConfigError(f"NullForcingProvider supplies nothing but the model needs {', '.join(needs[j])}",
                               catchment=catchment_ids[j], field=f"{spec.field}.provider")
         groups[(spec.provider, resolve(spec.path, cwd), spec.file_pattern or DEFAULT_PATTERN)].append(j)
+    if len(groups) == 1:
+        (provider, path, _), members = next(iter(groups.items()))
+        if provider == "NetCDF" and members == list(range(n)):  # the whole domain from one file: no copy
+            return read_netcdf_forcing(path, catchment_ids, variables, grid)
+    out = {v: np.full((k, n), np.nan) for v in variables}
     labels = grid.labels() if any(key[0] == "CsvPerFeature" for key in groups) else []
     for (provider, path, pattern), members in groups.items():
         if provider == "NetCDF":

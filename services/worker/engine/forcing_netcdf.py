@@ -43,11 +43,25 @@ def _read_ids(ds) -> list[str]:
     return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in np.asarray(raw).tolist()]
 
 
-def _dense(values) -> np.ndarray:
-    """Masked → NaN float64."""
-    if np.ma.isMaskedArray(values):
-        return np.ma.filled(values.astype(np.float64), np.nan)
-    return np.asarray(values, dtype=np.float64)
+def _values(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarray:
+    """(len(rows), n_steps) float64 of `var` starting at per-row time index `first`; missing
+    values (the fill value, or NaN) become NaN."""
+    if first.size and (first == first[0]).all():  # one shared time window: a hyperslab read
+        lo = int(first[0])
+        raw = var[:, lo: lo + n_steps]
+        raw = raw if rows.size == raw.shape[0] and (rows == np.arange(rows.size)).all() else raw[rows]
+    else:
+        lo, hi = int(first.min()), int(first.max()) + n_steps
+        raw = var[:, lo:hi][rows[:, None], (first - lo)[:, None] + np.arange(n_steps)[None, :]]
+    data = np.asarray(raw, dtype=np.float64)
+    fill = getattr(var, "_FillValue", None)
+    if fill is None:
+        import netCDF4
+
+        fill = netCDF4.default_fillvals.get(var.dtype.str[1:], None) if hasattr(var.dtype, "str") else None
+    if fill is not None:
+        data[np.asarray(raw) == np.asarray(fill, dtype=np.asarray(raw).dtype)] = np.nan
+    return data
 
 
 def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str],
@@ -60,7 +74,7 @@ def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str
     except OSError as exc:
         raise ConfigError(f"cannot open NetCDF forcing {path}: {exc}", field="forcing.path") from None
     with ds:
-        ds.set_auto_mask(True)
+        ds.set_auto_mask(False)  # fill values are handled in _values, much faster than masked arrays
         for dim in ("catchment-id", "time"):
             if dim not in ds.dimensions:
                 raise ConfigError(f"NetCDF forcing {path} has no dimension {dim!r}", field="forcing.path")
@@ -80,15 +94,13 @@ def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str
             raise ConfigError(f"NetCDF forcing {path} has no variable(s) {', '.join(missing)}",
                               catchment=catchment_ids[0] if catchment_ids else None, field="forcing")
         first = _locate_steps(ds.variables["Time"], rows, catchment_ids, grid, path)
-        cols = first[:, None] + np.arange(grid.n_steps)[None, :]
         out: dict[str, np.ndarray] = {}
         for v in variables:
             var = ds.variables[v]
             if var.dimensions != ("catchment-id", "time"):
                 raise ConfigError(f"NetCDF forcing {path}: variable {v} must have dims (catchment-id, time), "
                                   f"has {var.dimensions}", field="forcing")
-            lo, hi = int(cols.min()), int(cols.max()) + 1
-            data = _dense(var[:, lo:hi])[rows[:, None], cols - lo]  # (n, K)
+            data = _values(var, rows, first, grid.n_steps)  # (n, K)
             bad = ~np.isfinite(data)
             if bad.any():
                 j, k = np.argwhere(bad)[0]
@@ -104,21 +116,29 @@ def _locate_steps(time_var, rows: np.ndarray, catchment_ids: list[str], grid: Ti
         scale, ref = time_units_to_epoch(getattr(time_var, "units", ""))
     except ValueError as exc:
         raise ConfigError(f"NetCDF forcing {path}: Time {exc}", field="forcing") from None
-    raw = _dense(time_var[:])
+    raw = np.asarray(time_var[:], dtype=np.float64)
+    if raw.ndim == 2 and raw.shape[0] and (raw == raw[0]).all():
+        raw = raw[0]  # the usual case: one time axis repeated per catchment
     if raw.ndim == 1:
-        raw = np.broadcast_to(raw, (int(rows.max()) + 1 if rows.size else 0, raw.size))
-    epochs = np.round(raw[rows] * scale).astype(np.int64) + ref if rows.size else np.zeros((0, 0), np.int64)
-    n_time = epochs.shape[1] if epochs.ndim == 2 else 0
-    is_start = epochs == grid.start
-    has = is_start.any(axis=1)
-    first = is_start.argmax(axis=1)
-    ok = has & (first + grid.n_steps <= n_time)
-    if ok.all() and rows.size:
-        got = np.take_along_axis(epochs, first[:, None] + np.arange(grid.n_steps)[None, :], axis=1)
-        ok = (got == grid.epochs[None, :]).all(axis=1)
-    if not ok.all():
-        j = int(np.flatnonzero(~ok)[0])
-        raise ConfigError(f"NetCDF forcing {path} does not cover the run {grid.label(0)} .. "
-                          f"{grid.label(grid.n_steps - 1)} every {grid.interval} s", catchment=catchment_ids[j],
-                          field="forcing")
+        first = _first_step(np.round(raw * scale).astype(np.int64) + ref, grid)
+        if first < 0:
+            raise ConfigError(f"NetCDF forcing {path} does not cover the run {grid.label(0)} .. "
+                              f"{grid.label(grid.n_steps - 1)} every {grid.interval} s",
+                              catchment=catchment_ids[0] if catchment_ids else None, field="forcing")
+        return np.full(rows.size, first, dtype=np.int64)
+    first = np.empty(rows.size, dtype=np.int64)
+    for j, row in enumerate(rows.tolist()):
+        first[j] = _first_step(np.round(raw[row] * scale).astype(np.int64) + ref, grid)
+        if first[j] < 0:
+            raise ConfigError(f"NetCDF forcing {path} does not cover the run {grid.label(0)} .. "
+                              f"{grid.label(grid.n_steps - 1)} every {grid.interval} s", catchment=catchment_ids[j],
+                              field="forcing")
     return first
+
+
+def _first_step(epochs: np.ndarray, grid: TimeGrid) -> int:
+    """Index of the run's start in `epochs` if every step of the run follows in order, else -1."""
+    hits = np.flatnonzero(epochs == grid.start)
+    if hits.size and np.array_equal(epochs[hits[0]: hits[0] + grid.n_steps], grid.epochs):
+        return int(hits[0])
+    return -1

@@ -41,21 +41,20 @@ class CsvSeriesWriter:
     def write_block(self, steps: range, labels: list[str], values: np.ndarray) -> None:
         """values: (n features, len(steps), n vars)."""
         fmt = BlockFormatter(self.prefixes(steps, labels), values.shape[2], self.precision)
-        mode = "a" if self.started else "w"
-        for i, path in enumerate(self.paths):
-            text = fmt(values[i])
-            with open(path, mode, encoding="ascii", newline="") as fh:
-                if not self.started and self.header is not None:
-                    fh.write(self.header)
-                fh.write(text)
+        header = self.header.encode("ascii") if self.header is not None and not self.started else b""
+        mode = "ab" if self.started else "wb"
+        texts = fmt.many(values)
+        for path, text in zip(self.paths, texts):
+            with open(path, mode) as fh:
+                fh.write(header + text if header else text)
         self.started = True
 
     def touch(self) -> None:
         """Create the files (header only) for a run that has no rows."""
         for path in self.paths:
-            with open(path, "w", encoding="ascii", newline="") as fh:
+            with open(path, "wb") as fh:
                 if self.header is not None:
-                    fh.write(self.header)
+                    fh.write(self.header.encode("ascii"))
         self.started = True
 
 

@@ -29,7 +29,7 @@ from .progress import Progress, ProgressCallback
 from .realization import HydrofabricParam, Realization, load_realization, resolve
 
 #: bytes of output rows buffered per rank before they are written
-BLOCK_BUDGET = 256 * 2**20
+BLOCK_BUDGET = 768 * 2**20
 
 
 @dataclass

@@ -94,6 +94,12 @@ class ArrayBmi(Bmi):
     def param_array(self, configs: list[dict], name: str) -> np.ndarray:
         """Per-catchment float array of parameter `name` (config value or the default)."""
         default = self._params[name][1]
+        try:  # fast path for big batches
+            out = np.array([cfg.get(name, default) for cfg in configs], dtype=np.float64)
+            if np.isfinite(out).all():
+                return out
+        except (TypeError, ValueError):
+            pass
         out = np.empty(len(configs), dtype=np.float64)
         for i, cfg in enumerate(configs):
             value = cfg.get(name, default)
