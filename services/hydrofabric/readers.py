@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
 
 from .hashing import hydrofabric_id as content_id
@@ -108,6 +109,24 @@ def _gpkg_attributes(path, layers: list[str], cat_ids: pa.Array, div_fields: lis
     return out
 
 
+def read_gpkg_nexuses(path) -> tuple[pa.Array, pa.Array]:
+    """(ids, toids) from the `nexus` layer, or — for files without one — from the nexus rows
+    (nex-/tnx-/cnx-/inx- ids) of the attribute-only `network` layer."""
+    layers = layer_names(path)
+    if "nexus" in layers:
+        nex = read_table(path, "nexus", ["id", "toid"])
+        return _col(nex, "id"), _col(nex, "toid")
+    if "network" in layers and {"id", "toid"} <= set(layer_fields(path, "network")):
+        net = read_table(path, "network", ["id", "toid"])
+        ids = _col(net, "id")
+        is_nex = pc.fill_null(pc.match_substring_regex(ids, r"^(nex|tnx|cnx|inx)-"), False)
+        rows = pa.table({"id": ids, "toid": _col(net, "toid")}).filter(is_nex)
+        # the network table repeats rows (one per flowpath it touches): keep distinct pairs
+        rows = rows.group_by(["id", "toid"]).aggregate([])
+        return _col(rows, "id"), _col(rows, "toid")
+    raise ValueError(f"{path}: no 'nexus' layer (and no 'network' layer to derive one from)")
+
+
 def read_geopackage_topology(catchment_path, nexus_path=None, attributes: Sequence[str] = ()) -> Topology:
     layers = layer_names(catchment_path)
     if "divides" not in layers:
@@ -123,10 +142,7 @@ def read_geopackage_topology(catchment_path, nexus_path=None, attributes: Sequen
 
     nex_src = nexus_path or catchment_path
     if is_geopackage(nex_src):
-        if "nexus" not in layer_names(nex_src):
-            raise ValueError(f"{nex_src}: no 'nexus' layer")
-        nex = read_table(nex_src, "nexus", ["id", "toid"])
-        nex_ids, nex_toids = _col(nex, "id"), _col(nex, "toid")
+        nex_ids, nex_toids = read_gpkg_nexuses(nex_src)
     else:
         nex_ids, nex_toids, _ = _geojson_rows(nex_src, ())
 
@@ -175,8 +191,7 @@ def read_geojson_topology(catchment_path, nexus_path, attributes: Sequence[str] 
     want = ["areasqkm", *[a for a in attributes if a != "areasqkm"]]
     cat_ids, cat_toids, cols = _geojson_rows(catchment_path, want)
     if is_geopackage(nexus_path):
-        nex = read_table(nexus_path, "nexus", ["id", "toid"])
-        nex_ids, nex_toids = _col(nex, "id"), _col(nex, "toid")
+        nex_ids, nex_toids = read_gpkg_nexuses(nexus_path)
     else:
         nex_ids, nex_toids, _ = _geojson_rows(nexus_path, ())
     area = _numeric(pa.array([None if v is None else str(v) for v in cols["areasqkm"]], type=pa.string()))

@@ -38,8 +38,29 @@ def _gage_key(s: str) -> str:
     return s
 
 
+class _Finder:
+    """id → index. Uses the network's cached dicts when built (or when many ids are asked);
+    a few ids on a cold network are found by a vectorised scan instead (~20 ms per id on 1M
+    catchments versus ~0.5 s to build the dict)."""
+
+    def __init__(self, ids: np.ndarray, cached: dict | None, n_queries: int, build):
+        self.ids = ids
+        self.table = cached if cached is not None else (build() if n_queries > 16 else None)
+
+    def __contains__(self, s: str) -> bool:
+        return self[s] is not None
+
+    def __getitem__(self, s: str) -> int | None:
+        if self.table is not None:
+            return self.table.get(s)
+        hit = np.flatnonzero(self.ids == s)
+        return int(hit[0]) if len(hit) else None
+
+
 def resolve_seeds(net: Network, ids: Iterable[str], crosswalk: Mapping[str, str] | None = None) -> Seeds:
-    cidx, nidx = net.catchment_index, net.nexus_index
+    ids = [str(x).strip() for x in ids]
+    cidx = _Finder(net.catchment_ids, net.__dict__.get("catchment_index"), len(ids), lambda: net.catchment_index)
+    nidx = _Finder(net.nexus_ids, net.__dict__.get("nexus_index"), len(ids), lambda: net.nexus_index)
     up_parts: list[np.ndarray] = []
     down: list[int] = []
     nex_seeds: list[int] = []
@@ -54,30 +75,32 @@ def resolve_seeds(net: Network, ids: Iterable[str], crosswalk: Mapping[str, str]
         if d >= 0:
             down.append(d)
 
-    for raw in ids:
-        s = str(raw).strip()
-        if s in cidx:
+    for s in ids:
+        i = cidx[s]
+        if i is not None:
             kinds[s] = "catchment"
-            up_parts.append(np.array([cidx[s]]))
-            down.append(cidx[s])
+            up_parts.append(np.array([i]))
+            down.append(i)
             continue
-        if s in nidx:
+        j = nidx[s]
+        if j is not None:
             kinds[s] = "nexus"
-            as_nexus(nidx[s])
+            as_nexus(j)
             continue
         p = split_id(s)
-        if p and p[0] == "wb" and f"cat-{p[1]}" in cidx:
+        i = cidx[f"cat-{p[1]}"] if p and p[0] == "wb" else None
+        if i is not None:
             kinds[s] = "waterbody"
-            i = cidx[f"cat-{p[1]}"]
             up_parts.append(np.array([i]))
             down.append(i)
             continue
         if crosswalk:
             g = s if s in crosswalk else _gage_key(s)
             nex = crosswalk.get(g)
-            if nex is not None and nex in nidx:
+            j = nidx[nex] if nex is not None else None
+            if j is not None:
                 kinds[s] = "gage"
-                as_nexus(nidx[nex])
+                as_nexus(j)
                 continue
         unknown.append(s)
     up = unique(np.concatenate(up_parts)) if up_parts else np.empty(0, dtype=np.int64)
@@ -91,26 +114,30 @@ def validate_ids(net: Network, ids: Iterable[str], crosswalk: Mapping[str, str] 
 
 
 def upstream_closure(net: Network, seeds: np.ndarray, depth: int | None = None) -> np.ndarray:
-    """Catchment indices upstream of (and including) each seed; `depth` limits the hops."""
+    """Catchment indices upstream of (and including) each seed; `depth` limits the hops.
+    Uses the Euler tour when the network has one cached (O(result)), else a breadth-first
+    walk over the upstream CSR (cheaper than building the tour for a one-off subset)."""
     seeds = np.asarray(seeds, dtype=np.int64)
     if len(seeds) == 0:
         return seeds
+    if "tour" not in net.__dict__:
+        return _upstream_bfs(net, seeds, depth)
     t = net.tour
     n = net.n_catchments
-    # union of tour slices via a difference array over tour positions
-    diff = np.zeros(n + 1, dtype=np.int32)
-    np.add.at(diff, t.tin[seeds], 1)
-    np.add.at(diff, t.tin[seeds] + t.size[seeds], -1)
     if len(seeds) == 1:
         s = int(seeds[0])
         res = t.upstream_slice(s)
         if depth is not None:
             res = res[t.depth[res] - t.depth[s] <= depth]
         return np.sort(res)
+    # union of tour slices via a difference array over tour positions
+    diff = np.zeros(n + 1, dtype=np.int32)
+    np.add.at(diff, t.tin[seeds], 1)
+    np.add.at(diff, t.tin[seeds] + t.size[seeds], -1)
     covered = np.cumsum(diff[:-1]) > 0
     res = t.order[covered]
     if depth is not None:
-        # distance to the nearest seed at or below each node: walk down ≤ depth hops
+        # keep nodes with a seed at most `depth` hops downstream
         ok = np.zeros(len(res), dtype=bool)
         is_seed = np.zeros(n, dtype=bool)
         is_seed[seeds] = True
@@ -123,9 +150,30 @@ def upstream_closure(net: Network, seeds: np.ndarray, depth: int | None = None) 
     return np.sort(res)
 
 
+def _upstream_bfs(net: Network, seeds: np.ndarray, depth: int | None) -> np.ndarray:
+    indptr, kids = net.catchment_upstream
+    seen = np.zeros(net.n_catchments, dtype=bool)
+    frontier = unique(seeds)
+    hops = 0
+    while len(frontier):
+        seen[frontier] = True
+        if depth is not None and hops >= depth:
+            break
+        starts, lens = indptr[frontier], indptr[frontier + 1] - indptr[frontier]
+        total = int(lens.sum())
+        if total == 0:
+            break
+        # gather every child of the frontier in one vectorised step
+        offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(total)
+        nxt = kids[offs]
+        frontier = nxt[~seen[nxt]]  # `seen` guards against cycles in broken files
+        hops += 1
+    return np.flatnonzero(seen)
+
+
 def downstream_closure(net: Network, seeds: np.ndarray, depth: int | None = None) -> np.ndarray:
     """Catchments on the downstream paths from each seed (seeds included) to their outlets."""
-    down = net.tour.down
+    down = net.downstream_catchment
     seen = np.zeros(net.n_catchments, dtype=bool)
     frontier = unique(np.asarray(seeds, dtype=np.int64))
     hops = 0

@@ -74,10 +74,12 @@ def _filter_layer(src: str, dst: str, layer: str, rules, keys: dict[str, set[str
     return data.num_rows
 
 
-def _alt_ids(src: str) -> dict[str, str] | None:
+def _alt_ids(src: str, cats: set[str]) -> dict[str, str] | None:
+    """divides.id (the wb-N alternate name) of the subset's catchments."""
     if "id" not in layer_fields(src, "divides"):
         return None
     _, t = pyogrio.read_arrow(src, layer="divides", columns=["divide_id", "id"], read_geometry=False)
+    t = t.filter(pc.fill_null(pc.is_in(t["divide_id"], value_set=pa.array(sorted(cats), type=pa.string())), False))
     return dict(zip(t["divide_id"].to_pylist(), t["id"].to_pylist()))
 
 
@@ -87,7 +89,7 @@ def write_subset_geopackage(src, dst, net: Network, sub: Subset) -> dict[str, in
     src, dst = os.fspath(src), os.fspath(dst)
     if os.path.exists(dst):
         os.unlink(dst)
-    keys = _key_sets(net, sub, _alt_ids(src))
+    keys = _key_sets(net, sub, _alt_ids(src, set(sub.catchment_ids(net))))
     report: dict[str, int | str] = {}
     for layer in layer_names(src):
         rules = _rule(layer, layer_fields(src, layer))

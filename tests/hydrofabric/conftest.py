@@ -51,7 +51,7 @@ def write_geojson(dirpath: Path, cats=CATS, nexes=NEXES, use_properties_id: bool
     return cp, np_
 
 
-def write_gpkg(path: Path, cats=CATS, nexes=NEXES, gages=True) -> Path:
+def write_gpkg(path: Path, cats=CATS, nexes=NEXES, gages=True, nexus_layer=True) -> Path:
     """Minimal v2.2-shaped GeoPackage with every layer the library reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -66,9 +66,10 @@ def write_gpkg(path: Path, cats=CATS, nexes=NEXES, gages=True) -> Path:
         "id": np.array(wbs, dtype=object), "vpuid": np.array(["01"] * n, dtype=object),
         "slope": np.linspace(0.01, 0.08, n)}, boxes, "Polygon")
     m = len(nexes)
-    write_layer(path, "nexus", {"id": np.array([x[0] for x in nexes], dtype=object),
-                                "toid": np.array([x[1] for x in nexes], dtype=object)},
-                shapely.to_wkb(shapely.points(np.arange(m), np.ones(m))), "Point")
+    if nexus_layer:
+        write_layer(path, "nexus", {"id": np.array([x[0] for x in nexes], dtype=object),
+                                    "toid": np.array([x[1] for x in nexes], dtype=object)},
+                    shapely.to_wkb(shapely.points(np.arange(m), np.ones(m))), "Point")
     write_layer(path, "flowpaths", {"id": np.array(wbs, dtype=object), "toid": np.array([c[1] for c in cats], dtype=object),
                                     "divide_id": np.array(ids, dtype=object)},
                 shapely.to_wkb(shapely.linestrings([[(i, 0), (i, 1)] for i in range(n)])), "LineString")

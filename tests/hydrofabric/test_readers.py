@@ -4,7 +4,7 @@ import pytest
 from dmod.services.hydrofabric import load_network
 from dmod.services.hydrofabric.hashing import hydrofabric_id
 
-from .conftest import write_geojson
+from .conftest import write_geojson, write_gpkg
 
 GRAPH_FIELDS = ("catchment_ids", "nexus_ids", "cat_to_nex", "nex_to_cat", "area_sqkm")
 
@@ -74,3 +74,9 @@ def test_summary_and_adjacency(hand_net):
     j = hand_net.nexus_index["nex-11"]
     assert hand_net.catchment_ids[cats[indptr[j]:indptr[j + 1]]].tolist() == ["cat-3", "cat-4"]
     assert sorted(hand_net.catchment_ids[hand_net.outlet_catchments()].tolist()) == ["cat-5", "cat-7", "cat-8"]
+
+
+def test_gpkg_without_nexus_layer_uses_network_table(hand_net, tmp_path):
+    n = load_network(write_gpkg(tmp_path / "nonexus.gpkg", nexus_layer=False))
+    for f in GRAPH_FIELDS:
+        assert np.array_equal(getattr(n, f), getattr(hand_net, f)), f

@@ -102,3 +102,17 @@ def test_write_geojson_subset(hand_dir, tmp_path):
 def test_empty_subset_is_an_error(hand_gpkg, tmp_path):
     with pytest.raises(ValueError, match="empty"):
         subset_hydrofabric(hand_gpkg, ["tnx-100"], tmp_path, upstream=False, downstream=True)
+
+
+def test_bfs_and_tour_closures_agree(synth_dir):
+    from dmod.services.hydrofabric.subset import _upstream_bfs
+    net = load_network(synth_dir / "hydrofabric.gpkg")  # fresh: no tour cached yet
+    rng = np.random.default_rng(3)
+    cases = [(rng.choice(net.n_catchments, k, replace=False), d) for k in (1, 4) for d in (None, 0, 3)]
+    bfs = [_upstream_bfs(net, s, d) for s, d in cases]
+    assert "tour" not in net.__dict__
+    for (s, d), b in zip(cases, bfs):
+        assert np.array_equal(upstream_closure(net, s, d) if "tour" in net.__dict__ else b, b)
+    net.tour  # now the tour path
+    for (s, d), b in zip(cases, bfs):
+        assert np.array_equal(upstream_closure(net, s, d), b)
