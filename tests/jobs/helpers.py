@@ -164,3 +164,14 @@ def job_processes(job_id: str) -> list:
         if job_id in text:
             found.append(proc)
     return found
+
+
+async def no_job_processes(job_id: str, timeout: float = 10.0) -> list:
+    """Wait until nothing of the job runs (a worker that reported its exit may take a moment to end)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = job_processes(job_id)
+        if not left or loop.time() > deadline:
+            return left
+        await asyncio.sleep(0.2)

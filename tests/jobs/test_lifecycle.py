@@ -9,7 +9,7 @@ import pytest
 from dmod.errors import error_details
 from dmod.v1 import jobs_pb2
 
-from .helpers import (events, job_processes, job_spec, state_names, upload_domain, upload_slow_realization,
+from .helpers import (events, job_processes, no_job_processes, job_spec, state_names, upload_domain, upload_slow_realization,
                       wait_state)
 
 S = jobs_pb2
@@ -86,7 +86,7 @@ async def test_cancel_running_job_leaves_no_process(jobs, channel, domain):
     assert cancelled.state in (S.JOB_STATE_CANCELLING, S.JOB_STATE_CANCELLED)
     job = await wait_state(jobs, job.name, TERMINAL, timeout=30)
     assert job.state == S.JOB_STATE_CANCELLED
-    assert job_processes(job_id) == []
+    assert await no_job_processes(job_id, timeout=2.0) == []
     nodes = (await jobs.ListNodes(S.ListNodesRequest())).nodes
     assert all(n.allocated_cpus <= n.cpus for n in nodes)
     history = state_names(await events(jobs, job.name))
