@@ -1,0 +1,82 @@
+"""MPI runs (`mpiexec -n N python -m dmod.services.worker.engine ...`) are byte-identical to the
+serial run; bad partition files are refused on every rank with a clear error, not a hang."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dmod.services.hydrofabric.partition import partition
+
+
+@pytest.fixture(scope="module")
+def serial(domain, eng, tmp_path_factory):
+    work = tmp_path_factory.mktemp("serial")
+    (work / "cfe_pt").symlink_to(domain.root / "cfe_pt")
+    path = eng.write_json(work / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    proc = eng.run_cli(domain.argv(path), cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    return eng.read_outputs(work / "out")
+
+
+def _partition_file(domain, workdir, ranks: int, method: str) -> tuple[str, dict]:
+    result = partition(domain.network, ranks, method)
+    path = workdir / f"part-{ranks}-{method}.json"
+    path.write_text(json.dumps(result.document))
+    return str(path), result.document
+
+
+def _cut_confluences(domain, doc) -> int:
+    """Boundary nexuses with contributors on several ranks or a remote downstream catchment."""
+    net = domain.network
+    rank = {c: r for r, p in enumerate(doc["partitions"]) for c in p["cat-ids"]}
+    cut = 0
+    for j in range(net.n_nexuses):
+        up = {rank[str(net.catchment_ids[c])] for c in np.flatnonzero(net.cat_to_nex == j)}
+        down = net.nex_to_cat[j]
+        if len(up) > 1 or (down >= 0 and up and rank[str(net.catchment_ids[down])] not in up):
+            cut += 1
+    return cut
+
+
+@pytest.mark.parametrize("ranks, method", [(2, "METIS"), (3, "DFS_CHUNK")])
+def test_mpi_outputs_are_byte_identical_to_serial(domain, workdir, eng, serial, ranks, method):
+    part, doc = _partition_file(domain, workdir, ranks, method)
+    assert _cut_confluences(domain, doc) >= ranks - 1  # contributions really cross ranks
+    path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    proc = eng.run_cli(domain.argv(path, part), cwd=workdir, ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(f"Finished {eng.HOURS} timesteps.") == 1  # rank 0 reports progress
+    parallel = eng.read_outputs(workdir / "out")
+    assert parallel.keys() == serial.keys()
+    assert [k for k in serial if parallel[k] != serial[k]] == []
+
+
+def test_bad_partitions_are_refused_on_every_rank(domain, workdir, eng):
+    part, doc = _partition_file(domain, workdir, 2, "METIS")
+    path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    # a send-side entry missing: real ngen deadlocks
+    for p in doc["partitions"]:
+        p["remote-connections"] = [c for c in p["remote-connections"] if c["cat-direction"] != "nex-to-dest_cat"]
+    bad = eng.write_json(workdir / "no-send.json", doc)
+    proc = eng.run_cli(domain.argv(path, bad), cwd=workdir, ranks=2, timeout=90)
+    assert proc.returncode == 2
+    assert "invalid partition file for 2 MPI ranks" in proc.stderr and "nex-to-dest_cat" in proc.stderr
+    assert proc.stderr.count("ERROR:") == 1 and "Running timestep" not in proc.stdout
+    assert not (workdir / "out").exists()
+    # a 2-partition file on 3 ranks: real ngen segfaults
+    proc = eng.run_cli(domain.argv(path, part), cwd=workdir, ranks=3, timeout=90)
+    assert proc.returncode == 2 and "PARTITION_COUNT" in proc.stderr
+    # a catchment in two partitions (double counting) names the catchment
+    doc = json.loads(open(part).read())
+    dup = doc["partitions"][0]["cat-ids"][0]
+    doc["partitions"][1]["cat-ids"].append(dup)
+    proc = eng.run_cli(domain.argv(path, eng.write_json(workdir / "dup.json", doc)), cwd=workdir, ranks=2, timeout=90)
+    assert proc.returncode == 2 and dup in proc.stderr
+
+
+def test_more_ranks_without_partition_file_is_an_error(domain, workdir, eng):
+    path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    proc = eng.run_cli(domain.argv(path), cwd=workdir, ranks=2, timeout=90)
+    assert proc.returncode == 2 and "need a partition file" in proc.stderr
