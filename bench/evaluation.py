@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from dmod.services.evaluation import compute_metrics, evaluate
 
 TARGET_S = 10.0

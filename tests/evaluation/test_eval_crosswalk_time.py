@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from dmod.services.evaluation import load_crosswalk
 from dmod.services.evaluation.crosswalk import match_gages
 from dmod.services.evaluation.timeseries import apply_window, resample_mean

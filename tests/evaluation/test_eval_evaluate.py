@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from dmod.services.evaluation import evaluate, write_outputs
 
 pytestmark = pytest.mark.filterwarnings("error")

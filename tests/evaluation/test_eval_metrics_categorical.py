@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dmod.services.evaluation.metrics import Threshold, compute_metrics, parse_thresholds
 
 pytestmark = pytest.mark.filterwarnings("error")

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+
 from dmod.services.evaluation.metrics import compute_metrics
 
 pytestmark = pytest.mark.filterwarnings("error")

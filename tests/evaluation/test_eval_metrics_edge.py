@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from dmod.services.evaluation.metrics import compute_metrics
 
 pytestmark = pytest.mark.filterwarnings("error")

@@ -5,6 +5,7 @@ import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
+
 from dmod.services.evaluation import (
     FT3_TO_M3,
     read_nexus_csv,
