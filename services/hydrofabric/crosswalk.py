@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ids import wb_to_cat, lookup, to_arrow_str
+from .ids import lookup, to_arrow_str, wb_to_cat
 from .network import Network
 from .readers import layer_fields, layer_names, read_table
 

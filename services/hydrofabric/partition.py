@@ -162,7 +162,7 @@ def metis(net: Network, n_parts: int, weights: np.ndarray | None = None, max_imb
     best, best_cut = None, None
     for t in range(max(1, tries)):
         opts = pymetis.Options()
-        opts.ufactor = int(round((max_imbalance - 1.0) * 1000)) if ufactor is None else ufactor
+        opts.ufactor = round((max_imbalance - 1.0) * 1000) if ufactor is None else ufactor
         opts.seed = seed + t
         opts.niter = niter
         opts.contig = 1 if contiguous else 0

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arrays import unique
-
 from .ids import TERMINAL_SENTINEL
 from .network import Network
 
@@ -130,7 +129,7 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
     n_parts = a.n_parts
     sizes = np.bincount(a.part, minlength=n_parts)
     load = np.bincount(a.part, weights=weights, minlength=n_parts) if weights is not None else sizes.astype(float)
-    c, j, d, rc, owner = _edges(net, a)
+    _c, j, d, rc, owner = _edges(net, a)
     remote = (owner >= 0) & (owner != rc)
     cut = unique(j[remote])
     send = len(unique(rc[remote] * net.n_nexuses + j[remote]))
@@ -148,7 +147,7 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
         "part_sizes": {"min": int(sizes.min()), "max": int(sizes.max()), "mean": float(sizes.mean())},
         "imbalance": float(load.max() / mean) if mean > 0 else float("inf"),
         "empty_parts": int((sizes == 0).sum()),
-        "cut_nexuses": int(len(cut)),
+        "cut_nexuses": len(cut),
         "remote_connections": int(remote.sum() + send),
         "sentinels": int((a.sentinel_rank >= 0).sum()),
         "pieces": n_pieces,

@@ -12,8 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .arrays import unique, isin
-
+from .arrays import isin, unique
 from .ids import TERMINAL_SENTINEL, split_id
 from .network import Network
 from .partition_file import RECV, SEND

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyogrio
 
 from .hashing import hydrofabric_id as content_id
-from .ids import lookup, to_arrow_str, wb_to_cat
+from .ids import lookup, wb_to_cat
 from .network import Network
 from .topology import Topology, build_network
 

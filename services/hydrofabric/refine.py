@@ -24,6 +24,94 @@ def pieces(down: np.ndarray, part: np.ndarray) -> np.ndarray:
         jump = nxt
 
 
+class _Pass:
+    """One refinement pass over a fixed piece structure (moves take effect at the end)."""
+
+    def __init__(self, down: np.ndarray, part: np.ndarray, w: np.ndarray, load: np.ndarray, n_parts: int):
+        n = len(down)
+        ar = np.arange(n)
+        self.part = part
+        self.root = pieces(down, part)
+        self.pw = np.bincount(self.root, weights=w, minlength=n)
+        # piece adjacency: every cut edge joins a child piece (rooted at r) to a parent piece
+        r = np.flatnonzero((self.root == ar) & (down >= 0))
+        pr = self.root[down[r]]
+        # candidate moves (piece, destination rank) with gain = adjacent pieces on that rank
+        cand = np.concatenate([r * n_parts + part[down[r]], pr * n_parts + part[r]])
+        key, gain = np.unique(cand, return_counts=True)
+        cp, cx = key // n_parts, key % n_parts
+        o = np.lexsort((self.pw[cp], -gain))
+        self.candidates = (cp[o], cx[o])
+        so = np.argsort(pr, kind="stable")
+        self.pr_s, self.r_s = pr[so], r[so]
+        self.parent_of = np.full(n, -1, dtype=np.int64)
+        self.parent_of[r] = pr
+        # pieces per rank sorted by weight, to find one to evict when a rank is full
+        all_roots = np.flatnonzero(self.root == ar)
+        self.by_rank = all_roots[np.lexsort((self.pw[all_roots], part[all_roots]))]
+        self.rank_start = np.searchsorted(part[self.by_rank], np.arange(n_parts + 1))
+        self.touched = np.zeros(n, dtype=bool)
+        self.L = load.tolist()
+        self.newp = np.full(n, -1, dtype=np.int64)
+        self.moved = 0
+
+    def neighbours(self, p: int) -> np.ndarray:
+        a, b = np.searchsorted(self.pr_s, p), np.searchsorted(self.pr_s, p, side="right")
+        kids = self.r_s[a:b]
+        return kids if self.parent_of[p] < 0 else np.append(kids, self.parent_of[p])
+
+    def free(self, p: int) -> bool:
+        # pieces next to a moved piece wait for the next pass, so gains stay exact
+        return not self.touched[p] and not self.touched[self.neighbours(p)].any()
+
+    def take(self, p: int, dest: int) -> None:
+        self.L[int(self.part[p])] -= self.pw[p]
+        self.L[dest] += self.pw[p]
+        self.newp[p] = dest
+        self.touched[p] = True
+        self.touched[self.neighbours(p)] = True
+        self.moved += 1
+
+    def evictable(self, x: int, over: float, p: int, wp: float, floor: float) -> int | None:
+        """Lightest piece of rank x weighing at least `over` that may leave it."""
+        lo, hi = self.rank_start[x], self.rank_start[x + 1]
+        i = lo + int(np.searchsorted(self.pw[self.by_rank[lo:hi]], over))
+        for q in self.by_rank[i:hi].tolist():
+            if q != p and self.free(q) and self.L[x] - self.pw[q] + wp >= floor:
+                return q
+        return None
+
+    def run(self, cap: float, floor: float) -> None:
+        L, pw, part = self.L, self.pw, self.part
+        for p, x in zip(*(c.tolist() for c in self.candidates)):
+            if not self.free(p):
+                continue
+            a, wp = int(part[p]), pw[p]
+            if L[a] - wp < floor:
+                continue
+            over = L[x] + wp - cap
+            if over <= 0:
+                self.take(p, x)
+                continue
+            # make room on x by moving another of its pieces away (never adds a cut)
+            q = self.evictable(x, over, p, wp, floor)
+            if q is None or q in self.neighbours(p).tolist():
+                continue
+            # prefer a rank q touches (that also removes cuts), else the least loaded
+            z = -1
+            for nb in self.neighbours(q).tolist():
+                y = int(part[nb])
+                if y != x and L[y] + pw[q] <= cap and (z < 0 or L[y] < L[z]):
+                    z = y
+            if z < 0:
+                z = int(np.argmin(L))
+            if z == x or L[z] + pw[q] > cap:
+                continue
+            self.take(q, z)
+            if self.free(p):
+                self.take(p, x)
+
+
 def refine_partition(down: np.ndarray, part: np.ndarray, n_parts: int, weights: np.ndarray | None = None,
                      max_imbalance: float = 1.03, min_fill: float = 0.5, max_passes: int = 100) -> np.ndarray:
     """Return a copy of `part` with fewer cut edges and max load ≤ max(max_imbalance × mean,
@@ -35,92 +123,13 @@ def refine_partition(down: np.ndarray, part: np.ndarray, n_parts: int, weights: 
     mean = load.sum() / n_parts
     cap = max(max_imbalance * mean, load.max())
     floor = min_fill * mean
-    ar = np.arange(n)
     for _ in range(max_passes):
-        root = pieces(down, part)
-        pw = np.bincount(root, weights=w, minlength=n)
-        # piece adjacency: every cut edge joins a child piece (rooted at r) to a parent piece
-        r = np.flatnonzero((root == ar) & (down >= 0))
-        pr = root[down[r]]
-        # candidate moves (piece, destination rank) with gain = adjacent pieces on that rank
-        cand = np.concatenate([r * n_parts + part[down[r]], pr * n_parts + part[r]])
-        key, gain = np.unique(cand, return_counts=True)
-        cp, cx = key // n_parts, key % n_parts
-        o = np.lexsort((pw[cp], -gain))
-        cp, cx = cp[o], cx[o]
-        # children of each piece (for the "do not touch neighbours twice in a pass" rule)
-        so = np.argsort(pr, kind="stable")
-        pr_s, r_s = pr[so], r[so]
-        parent_of = np.full(n, -1, dtype=np.int64)
-        parent_of[r] = pr
-        # pieces per rank sorted by weight, to find one to evict when a rank is full
-        all_roots = np.flatnonzero(root == ar)
-        ro = np.lexsort((pw[all_roots], part[all_roots]))
-        by_rank = all_roots[ro]
-        rank_start = np.searchsorted(part[by_rank], np.arange(n_parts + 1))
-        touched = np.zeros(n, dtype=bool)
-        L = load.tolist()
-        newp = np.full(n, -1, dtype=np.int64)
-        moved = 0
-
-        def neighbours(p: int) -> np.ndarray:
-            a, b = np.searchsorted(pr_s, p), np.searchsorted(pr_s, p, side="right")
-            kids = r_s[a:b]
-            return kids if parent_of[p] < 0 else np.append(kids, parent_of[p])
-
-        def free(p: int) -> bool:
-            return not touched[p] and not touched[neighbours(p)].any()
-
-        def take(p: int, dest: int) -> None:
-            nonlocal moved
-            src = int(part[p])
-            L[src] -= pw[p]
-            L[dest] += pw[p]
-            newp[p] = dest
-            touched[p] = True
-            touched[neighbours(p)] = True
-            moved += 1
-
-        for p, x in zip(cp.tolist(), cx.tolist()):
-            if touched[p] or not free(p):
-                continue
-            a, wp = int(part[p]), pw[p]
-            if L[a] - wp < floor:
-                continue
-            over = L[x] + wp - cap
-            if over <= 0:
-                take(p, x)
-                continue
-            # make room on x: evict its lightest piece heavier than the overflow to the
-            # least-loaded rank (free for the cut, see module doc)
-            lo, hi = rank_start[x], rank_start[x + 1]
-            ws = pw[by_rank[lo:hi]]
-            i = lo + int(np.searchsorted(ws, over))
-            while i < hi:
-                q = int(by_rank[i])
-                if q != p and not touched[q] and free(q) and L[x] - pw[q] + wp >= floor:
-                    break
-                i += 1
-            else:
-                continue
-            # prefer a rank q touches (that also removes cuts), else the least loaded
-            z = -1
-            for nb in neighbours(q).tolist():
-                y = int(part[nb])
-                if y != x and L[y] + pw[q] <= cap and (z < 0 or L[y] < L[z]):
-                    z = y
-            if z < 0:
-                z = int(np.argmin(L))
-            if z == x or L[z] + pw[q] > cap:
-                continue
-            if q in neighbours(p).tolist():
-                continue
-            take(q, z)
-            if free(p):
-                take(p, x)
-        if not moved:
+        ps = _Pass(down, part, w, load, n_parts)
+        ps.run(cap, floor)
+        if not ps.moved:
             break
-        load = np.asarray(L)
-        m = newp[root] >= 0
-        part[m] = newp[root][m]
+        load = np.asarray(ps.L)
+        dest = ps.newp[ps.root]
+        m = dest >= 0
+        part[m] = dest[m]
     return part

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .arrays import unique
-
 from .ids import split_id
 from .network import Network
 

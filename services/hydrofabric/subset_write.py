@@ -22,7 +22,7 @@ FID_READ_FRACTION = 0.25  # below this share of rows, fetch by fid instead of a 
 
 def _key_sets(net: Network, sub: Subset, alt_ids: dict[str, str] | None) -> dict[str, set[str]]:
     cats = set(sub.catchment_ids(net))
-    prefix, nums = parse_ids(net.catchment_ids[sub.catchments])
+    _prefix, nums = parse_ids(net.catchment_ids[sub.catchments])
     wbs = {f"wb-{k}" for k in nums[nums >= 0].tolist()}
     if alt_ids:
         wbs |= {alt_ids[c] for c in cats if c in alt_ids}
@@ -124,7 +124,7 @@ def write_subset(net: Network, sub: Subset, out_dir, catchment_path, nexus_path=
     doc = dict(definition or {})
     doc.update({"source": {"catchments": str(catchment_path), "nexus": str(nexus_path) if nexus_path else None,
                            "hydrofabric_id": net.hydrofabric_id},
-                "catchments": int(len(sub.catchments)), "nexuses": int(len(sub.nexuses))})
+                "catchments": len(sub.catchments), "nexuses": len(sub.nexuses)})
     if is_geopackage(catchment_path):
         dst = out / f"{name}.gpkg"
         doc["layers"] = write_subset_geopackage(catchment_path, dst, net, sub)

@@ -7,7 +7,6 @@ order so basins are spatially compact); topology and attributes are what matter.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def generate(catchments: int, seed: int = 0, outlets: int | None = None,
         raise ValueError("catchments must be ≥ 1")
     rng = np.random.default_rng(seed)
     if outlets is None:
-        outlets = max(1, int(round(np.sqrt(n) / 3)))
+        outlets = max(1, round(np.sqrt(n) / 3))
     parent = random_forest(n, outlets, rng)
     area = np.round(rng.lognormal(np.log(area_median_sqkm), area_sigma, n), 4)
     metrics = tree_metrics(parent, area)
@@ -79,7 +78,7 @@ def generate(catchments: int, seed: int = 0, outlets: int | None = None,
     nex_of_node[roots] = len(up_nodes) + np.arange(len(roots))
 
     # gages: on larger rivers (weighted by drainage area), at most one per nexus
-    k = int(round(gage_fraction * n))
+    k = round(gage_fraction * n)
     gage_nodes = np.empty(0, dtype=np.int64)
     if k > 0:
         w = metrics["tot_area"] ** 0.7
@@ -98,7 +97,7 @@ def generate(catchments: int, seed: int = 0, outlets: int | None = None,
     return SynthNetwork(cat_num=cat_num, parent=parent, area=area, metrics=metrics,
                         nex_of_node=nex_of_node, nex_ids=nex_ids, nex_down=nex_down,
                         gage_nodes=gage_nodes, gage_ids=gage_ids, xy=xy,
-                        extra={"seed": seed, "outlets": int(len(roots))})
+                        extra={"seed": seed, "outlets": len(roots)})
 
 
 # ---- layer tables -------------------------------------------------------------------------
@@ -288,8 +287,8 @@ def synth(out_dir, catchments: int = 1000, seed: int = 0, outlets: int | None = 
     gpkg = out / f"{name}.gpkg"
     write_geopackage(gpkg, tables)
     manifest: dict = {
-        "seed": seed, "catchments": int(catchments), "nexuses": int(len(sn.nex_ids)),
-        "outlets": sn.extra["outlets"], "gages": int(len(sn.gage_ids)),
+        "seed": seed, "catchments": int(catchments), "nexuses": len(sn.nex_ids),
+        "outlets": sn.extra["outlets"], "gages": len(sn.gage_ids),
         "gpkg": str(gpkg), "crs": "EPSG:5070",
     }
     if geojson:

@@ -10,11 +10,10 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from .arrays import unique
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrays import unique
 from .ids import CATCHMENT_PREFIXES, NEXUS_PREFIXES, lookup, parse_ids, to_arrow_str
 from .network import Network
 from .topology import Topology, build_network
@@ -162,7 +161,7 @@ def check_network(net: Network, out: _Collector) -> None:
     nums = _check_ids(net.nexus_ids, NEXUS_PREFIXES, "nexus", "BAD_NEXUS_ID", out)
     valid = nums >= 0
     if valid.any():
-        u, inv, cnt = np.unique(nums[valid], return_inverse=True, return_counts=True)
+        _u, inv, cnt = np.unique(nums[valid], return_inverse=True, return_counts=True)
         dup = np.flatnonzero(cnt[inv] > 1)
         idx = np.flatnonzero(valid)[dup]
         by_tag: dict[int, list[str]] = defaultdict(list)

@@ -113,6 +113,6 @@ def test_bfs_and_tour_closures_agree(synth_dir):
     assert "tour" not in net.__dict__
     for (s, d), b in zip(cases, bfs):
         assert np.array_equal(upstream_closure(net, s, d) if "tour" in net.__dict__ else b, b)
-    net.tour  # now the tour path
+    assert net.tour is not None  # now the tour path
     for (s, d), b in zip(cases, bfs):
         assert np.array_equal(upstream_closure(net, s, d), b)

@@ -1,5 +1,4 @@
 """Every hydrofabric validation class has a failing fixture."""
-import pytest
 
 from dmod.services.hydrofabric.crosswalk import gage_crosswalk, read_gage_crosswalk
 from dmod.services.hydrofabric.validate import errors_only, validate_hydrofabric, validate_network
@@ -106,9 +105,10 @@ def test_gage_conflict_between_sources(tmp_path):
     # re-write flowpath_attributes so gage 01010101 also sits on wb-1 (outflow nex-10)
     import numpy as np
     import pyogrio
+
     from dmod.services.hydrofabric.gpkg_write import write_layer
     write_layer(path, "flowpath_attributes2", {"x": np.array([1])})  # unrelated layer is ignored
-    meta, t = pyogrio.read_arrow(str(path), layer="flowpath_attributes")
+    _meta, t = pyogrio.read_arrow(str(path), layer="flowpath_attributes")
     rl = t["rl_gages"].to_pylist()
     rl[0] = "01010101"
     path2 = write_gpkg(tmp_path / "h.gpkg")

@@ -6,7 +6,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -48,7 +47,7 @@ def synth(
     out_dir: Path = typer.Argument(..., help="Directory to write into."),
     catchments: int = typer.Option(1000, "--catchments", "-c"),
     seed: int = typer.Option(0, "--seed"),
-    outlets: Optional[int] = typer.Option(None, "--outlets", help="Number of basins (default ~sqrt(N)/3)."),
+    outlets: int | None = typer.Option(None, "--outlets", help="Number of basins (default ~sqrt(N)/3)."),
     geojson: bool = typer.Option(False, "--geojson", help="Also write a GeoJSON catchment/nexus pair."),
     forcing: str = typer.Option("csv", "--forcing", help="csv | netcdf | both | none"),
     start: str = typer.Option("2015-12-01 00:00:00", "--start"),
@@ -76,9 +75,9 @@ def synth(
 @app.command()
 def validate(
     catchments: Path = typer.Argument(..., help="GeoPackage, or GeoJSON catchments."),
-    nexus: Optional[Path] = NEXUS_OPT,
-    partition: Optional[Path] = typer.Option(None, "--partition", "-p", help="Also validate this partition file."),
-    ranks: Optional[int] = typer.Option(None, "--ranks", "-r", help="MPI ranks the partition file is for."),
+    nexus: Path | None = NEXUS_OPT,
+    partition: Path | None = typer.Option(None, "--partition", "-p", help="Also validate this partition file."),
+    ranks: int | None = typer.Option(None, "--ranks", "-r", help="MPI ranks the partition file is for."),
     warnings: bool = typer.Option(True, "--warnings/--errors-only"),
     as_json: bool = JSON_OPT,
 ):
@@ -110,7 +109,7 @@ def validate(
     raise typer.Exit(1 if n_err else 0)
 
 
-def _read_ids(ids: list[str], ids_file: Optional[Path]) -> list[str]:
+def _read_ids(ids: list[str], ids_file: Path | None) -> list[str]:
     out = list(ids)
     if ids_file:
         out += [s.strip() for s in ids_file.read_text().replace(",", "\n").splitlines() if s.strip()]
@@ -123,12 +122,12 @@ def _read_ids(ids: list[str], ids_file: Optional[Path]) -> list[str]:
 def subset(
     catchments: Path = typer.Argument(...),
     ids: list[str] = typer.Argument(None, help="Catchment (cat-N), waterbody (wb-N), nexus or gage ids."),
-    nexus: Optional[Path] = NEXUS_OPT,
+    nexus: Path | None = NEXUS_OPT,
     out: Path = typer.Option(Path("subset"), "--out", "-o", help="Output directory."),
-    ids_file: Optional[Path] = typer.Option(None, "--ids-file", help="File of ids (one per line or commas)."),
+    ids_file: Path | None = typer.Option(None, "--ids-file", help="File of ids (one per line or commas)."),
     upstream: bool = typer.Option(True, "--upstream/--no-upstream"),
     downstream: bool = typer.Option(False, "--downstream/--no-downstream"),
-    depth: Optional[int] = typer.Option(None, "--depth", help="Limit the closure to this many hops."),
+    depth: int | None = typer.Option(None, "--depth", help="Limit the closure to this many hops."),
     check: bool = typer.Option(False, "--check", help="Only report unknown ids; write nothing."),
     as_json: bool = JSON_OPT,
 ):
@@ -165,9 +164,9 @@ def subset(
 def partition(
     catchments: Path = typer.Argument(...),
     parts: int = typer.Option(..., "--parts", "-k", help="Number of partitions (MPI ranks)."),
-    nexus: Optional[Path] = NEXUS_OPT,
+    nexus: Path | None = NEXUS_OPT,
     method: str = typer.Option("METIS", "--method", "-m", help="DFS_CHUNK | LOCAL_ONLY | METIS"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the ngen partition JSON here."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the ngen partition JSON here."),
     cost: str = typer.Option("count", "--cost", help="Per-catchment cost: count | area"),
     ufactor: int = typer.Option(25, "--ufactor", help="METIS load imbalance allowance (1/1000)."),
     contiguous: bool = typer.Option(True, "--contiguous/--no-contiguous"),
@@ -202,7 +201,7 @@ def partition(
 @app.command()
 def stats(
     catchments: Path = typer.Argument(...),
-    nexus: Optional[Path] = NEXUS_OPT,
+    nexus: Path | None = NEXUS_OPT,
     as_json: bool = JSON_OPT,
 ):
     """Size, shape and id of a hydrofabric."""
