@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .arrays import unique
 from .network import Network
 
 
@@ -18,7 +19,7 @@ def restrict(net: Network, catchment_ids: Iterable[str]) -> Network:
         raise KeyError("unknown catchment id(s): " + ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else ""))
     cats = np.sort(np.fromiter((index[i] for i in ids), dtype=np.int64, count=len(ids)))
     down = net.cat_to_nex[cats]
-    nexs = np.unique(down[down >= 0])
+    nexs = unique(down[down >= 0])  # sort-based: np.unique is slow on large int arrays in numpy 2.4
     cat_map = np.full(net.n_catchments, -1, dtype=np.int64)
     cat_map[cats] = np.arange(len(cats))
     nex_map = np.full(net.n_nexuses, -1, dtype=np.int64)
