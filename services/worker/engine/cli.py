@@ -27,10 +27,24 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import run_engine
 
     try:
-        run_engine(argv)
+        result = run_engine(argv)
     except EngineError as exc:
         # every rank holds the same agreed message; print it once
         if _rank() == 0:
             print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+    _write_stats(result)
     return EXIT_OK
+
+
+def _write_stats(result) -> None:
+    """With DMOD_ENGINE_STATS=<path>, rank 0 writes every rank's phase timings as JSON."""
+    import json
+    import os
+
+    path = os.environ.get("DMOD_ENGINE_STATS")
+    if not path or result.rank_timings is None:
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"steps": result.steps, "catchments": result.catchments, "ranks": result.size,
+                   "rank_timings": result.rank_timings}, fh, indent=1)

@@ -1,7 +1,7 @@
 """Sum boundary and local contributions into the nexus flows this rank writes.
 
-Slot column d of every owned nexus is added in turn (`flow + value` only where d < the nexus'
-number of contributors), so each nexus is summed strictly left to right in catchment-id order
+Slot column d of every owned nexus is added in turn (`flow + value` for the nexuses that have a
+d-th contributor), so each nexus is summed strictly left to right in catchment-id order
 whatever rank its contributors ran on — the same float64 operations as a serial run.
 """
 from __future__ import annotations
@@ -17,12 +17,13 @@ def nexus_flows(dom: Domain, contributions: np.ndarray, received: np.ndarray, re
     steps = contributions.shape[0]
     flow = np.zeros((steps, len(dom.out_nexus)))
     for d in range(len(dom.slot_kind)):
-        kind, src, pos = dom.slot_kind[d], dom.slot_src[d], dom.slot_pos[d]
-        values = np.zeros_like(flow)
+        active = np.flatnonzero(d < dom.degree)  # nexuses with a d-th contributor
+        kind, src, pos = dom.slot_kind[d][active], dom.slot_src[d][active], dom.slot_pos[d][active]
+        values = np.empty((steps, active.size))
         local = kind == 0
         values[:, local] = contributions[:, src[local]]
-        remote = ~local
-        if remote.any():
+        if not local.all():
+            remote = ~local
             values[:, remote] = received[:, recv_offsets[src[remote]] + pos[remote]]
-        flow = np.where(d < dom.degree, flow + values, flow)
+        flow[:, active] = flow[:, active] + values
     return flow

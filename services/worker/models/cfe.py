@@ -120,6 +120,7 @@ class CFE(ArrayBmi):
         self.s_fc = v["field_capacity"] * v["soil_depth_m"]
         self.s_wp = v["wilting_point"] * v["soil_depth_m"]
         self.kdt = v["refkdt"] * v["satdk"] / phys.REF_SATDK
+        self.capacity_fraction = phys.schaake_capacity_fraction(self.kdt, dt / 86400.0)
         self.perc_coeff = v["satdk"] * v["slope"] * dt
         self.lat_coeff = v["klf"] * (dt / 3600.0)
         self.cgw_step = v["cgw"] * (dt / 3600.0)
@@ -127,6 +128,8 @@ class CFE(ArrayBmi):
         self.surf_frac = 1.0 - np.exp(-v["surface_k"] * (dt / 3600.0))
         self._nash = _resize_cascade(self._nash, self.n, v["nash_n"])
         self._surf = _resize_cascade(self._surf, self.n, v["surface_n"])
+        self.nash_fracs = phys.cascade_fractions(self.nash_frac, v["nash_n"], self._nash.shape[1])
+        self.surf_fracs = phys.cascade_fractions(self.surf_frac, v["surface_n"], self._surf.shape[1])
 
     def _check_ranges(self) -> None:
         v = self._v
@@ -191,8 +194,7 @@ class CFE(ArrayBmi):
         e_rain, rain_left, pet_left = phys.rain_evaporation(rain, pet)
 
         soil = v["SOIL_STORAGE"]
-        runoff, infil = phys.schaake_partition(rain_left, np.maximum(self.s_max - soil, 0.0), self.kdt,
-                                               dt / 86400.0)
+        runoff, infil = phys.schaake_partition(rain_left, np.maximum(self.s_max - soil, 0.0), self.capacity_fraction)
         soil = soil + infil
         e_soil = phys.soil_evapotranspiration(soil, pet_left, self.s_fc, self.s_wp)
         soil = soil - e_soil
@@ -203,8 +205,8 @@ class CFE(ArrayBmi):
         q_gw = phys.groundwater_outflow(gw, v["max_gw_storage_m"], self.cgw_step, v["expon"])
         gw = gw - q_gw
 
-        q_lat = phys.nash_cascade(self._nash, v["nash_n"], self.nash_frac, lat)
-        q_surf = phys.nash_cascade(self._surf, v["surface_n"], self.surf_frac, runoff)
+        q_lat = phys.nash_cascade(self._nash, self.nash_fracs, lat)
+        q_surf = phys.nash_cascade(self._surf, self.surf_fracs, runoff)
 
         v["PRECIP_DEPTH"][:] = rain
         v["POTENTIAL_ET"][:] = pet

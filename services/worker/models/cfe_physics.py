@@ -20,8 +20,13 @@ def rain_evaporation(rain: np.ndarray, pet: np.ndarray) -> tuple[np.ndarray, np.
     return evap, rain - evap, pet - evap
 
 
-def schaake_partition(water_in: np.ndarray, deficit: np.ndarray, kdt_per_day: np.ndarray,
-                      dt_days: float) -> tuple[np.ndarray, np.ndarray]:
+def schaake_capacity_fraction(kdt_per_day: np.ndarray, dt_days: float) -> np.ndarray:
+    """1 − exp(−Kdt · Δt): the part of the soil deficit that can infiltrate in one step."""
+    return 1.0 - np.exp(-kdt_per_day * dt_days)
+
+
+def schaake_partition(water_in: np.ndarray, deficit: np.ndarray, capacity_fraction: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Schaake et al. (1996), J. Geophys. Res. 101(D3):7461-7475, "Simple water balance model for
     estimating runoff at different spatial and temporal scales":
 
@@ -29,8 +34,9 @@ def schaake_partition(water_in: np.ndarray, deficit: np.ndarray, kdt_per_day: np
         I  = P · Ic / (P + Ic)              infiltration
         R  = P − I                          surface (infiltration-excess) runoff
 
-    Returns (runoff, infiltration)."""
-    ic = deficit * (1.0 - np.exp(-kdt_per_day * dt_days))
+    `capacity_fraction` is 1 − exp(−Kdt·Δt) (constant per catchment, see
+    schaake_capacity_fraction). Returns (runoff, infiltration)."""
+    ic = deficit * capacity_fraction
     denom = water_in + ic
     safe = np.where(denom > 0.0, denom, 1.0)
     infil = np.where(denom > 0.0, water_in * ic / safe, 0.0)
@@ -78,18 +84,22 @@ def groundwater_outflow(storage: np.ndarray, g_max: np.ndarray, cgw_step: np.nda
     return q + np.maximum(storage - q - g_max, 0.0)
 
 
-def nash_cascade(stores: np.ndarray, n_res: np.ndarray, frac: np.ndarray, inflow: np.ndarray) -> np.ndarray:
+def cascade_fractions(frac: np.ndarray, n_res: np.ndarray, width: int) -> np.ndarray:
+    """(n, width) per-reservoir release fractions; columns past a catchment's own reservoir
+    count release everything (fraction 1), which passes flow through exactly: s − 1·s = 0."""
+    cols = np.arange(width)[None, :]
+    return np.where(cols < n_res[:, None], frac[:, None], 1.0)
+
+
+def nash_cascade(stores: np.ndarray, fractions: np.ndarray, inflow: np.ndarray) -> np.ndarray:
     """Nash (1957) cascade of linear reservoirs, "The form of the instantaneous unit hydrograph",
-    IAHS Publ. 45(3):114-121. Inflow enters reservoir 1; each active reservoir j releases the
-    fraction `frac` = 1 − exp(−k·Δt) of its storage (exact step solution of dS/dt = −kS) into
-    j+1; the last one's release leaves the catchment. Catchments with fewer reservoirs than
-    columns pass flow through the unused columns untouched. Updates `stores` in place and
-    returns the outflow."""
+    IAHS Publ. 45(3):114-121. Inflow enters reservoir 1; reservoir j releases the fraction
+    1 − exp(−k·Δt) of its storage (exact step solution of dS/dt = −kS) into j+1; the last one's
+    release leaves the catchment. `fractions` comes from `cascade_fractions`. Updates `stores`
+    in place and returns the outflow."""
     q = inflow
     for j in range(stores.shape[1]):
-        active = j < n_res
         s = stores[:, j] + q
-        out = frac * s
-        stores[:, j] = np.where(active, s - out, stores[:, j])
-        q = np.where(active, out, q)
+        q = fractions[:, j] * s
+        stores[:, j] = s - q
     return q
