@@ -38,6 +38,8 @@ class JobsSettings(BaseSettings):
     default_backoff_multiplier: float = 2.0
     # Progress events are recorded at most this often per worker (the final step always).
     progress_interval_seconds: float = 0.5
+    # Connections of the scheduler's own Postgres pool.
+    db_pool_max: int = 20
     # Worker token lifetime.
     worker_token_ttl_seconds: int = 86_400
 

@@ -16,6 +16,7 @@ from dmod.services.jobs.launchers.base import Launcher
 from dmod.services.jobs.store import JobStore
 from dmod.services.runtime.app import App
 from dmod.services.runtime.auth import TokenIssuer
+from dmod.services.runtime.db import create_pool
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -35,13 +36,32 @@ class JobsRuntime:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
         self._ready = False
+        self.db = None
+        self._users: set[str] = set()
+
+    async def close(self) -> None:
+        await self.launcher.close()
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    def acquire(self, user: str) -> None:
+        self._users.add(user)
+
+    async def release(self, user: str) -> None:
+        """A service of this process stops using the runtime; the last one closes it."""
+        self._users.discard(user)
+        if not self._users:
+            await self.close()
 
     async def init(self) -> None:
         async with self._lock:
             if self._ready:
                 return
             await self.app.migrate("jobs", MIGRATIONS)
-            self.store = JobStore(await self.app.db(), self.hub.publish_events)
+            # A pool of its own: the scheduler's bursts must not starve the other services'.
+            self.db = await create_pool(self.app.settings.database_url, 2, self.cfg.db_pool_max)
+            self.store = JobStore(self.db, self.hub.publish_events)
             self.hub.start(self.app.spawn)
             await self.hub.wait_ready()
             self._ready = True
@@ -76,9 +96,10 @@ class JobsRuntime:
         return self.app.settings.gateway or self.app.address
 
 
-def get_runtime(app: App) -> JobsRuntime:
+def get_runtime(app: App, user: str) -> JobsRuntime:
     runtime = getattr(app, "_jobs_runtime", None)
     if runtime is None:
         runtime = JobsRuntime(app)
         app._jobs_runtime = runtime
+    runtime.acquire(user)
     return runtime

@@ -71,14 +71,19 @@ class Scheduler:
     async def start(self) -> None:
         await self.sync_nodes()
         self.rt.hub.listeners.append(self.on_event)
-        self.rt.app.spawn(self._lease_loop())
-        self.rt.app.spawn(self._allocator_loop())
+        self.loops = [self.rt.app.spawn(self._lease_loop()), self.rt.app.spawn(self._allocator_loop())]
+
+    async def stop(self) -> None:
+        """Stop driving jobs (their leases expire; another instance or a restart takes them)."""
+        for task in getattr(self, "loops", []) + list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*getattr(self, "loops", []), *self.tasks.values(), return_exceptions=True)
 
     # ---- nodes --------------------------------------------------------------------------------
     async def sync_nodes(self) -> None:
         nodes = await self.rt.launcher.nodes()
         pool = self.rt.pool_name
-        async with (await self.rt.app.db()).acquire() as conn, conn.transaction():
+        async with self.store.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dmod.jobs.nodes.' || $1))", pool)
             for i, node in enumerate(nodes):
                 await conn.execute(
@@ -171,16 +176,18 @@ class Scheduler:
     # ---- the per-job task ---------------------------------------------------------------------
     async def _drive(self, job_id: str) -> None:
         try:
+            row = None
             while True:
-                self.dirty.discard(job_id)
-                again = False
-                try:
+                if row is None or job_id in self.dirty:
+                    self.dirty.discard(job_id)
                     row = await self.store.get(job_id)
+                result = False
+                try:
                     if row is None or row["lease_owner"] != self.rt.me:
                         if row is None or states.is_terminal(row["state"]) or row["lease_owner"]:
                             self._forget(job_id)
                         return
-                    again = await self.step(row)
+                    result = await self.step(row)
                     self.failures.pop(job_id, None)
                 except asyncio.CancelledError:
                     raise
@@ -189,7 +196,11 @@ class Scheduler:
                     await self._step_failed(job_id, exc, expected=True)
                 except Exception as exc:  # noqa: BLE001 - never lose a job to a bug: retry, then fail it
                     await self._step_failed(job_id, exc, expected=False)
-                if not again and job_id not in self.dirty:
+                if isinstance(result, asyncpg.Record):
+                    row = result  # our own transition: continue from the row it returned
+                elif result is True or job_id in self.dirty:
+                    row = None  # look again
+                else:
                     return
         finally:
             self.tasks.pop(job_id, None)
@@ -216,16 +227,17 @@ class Scheduler:
             self.known_seq[row["id"]] = new["last_event_seq"]
         return new
 
-    async def step(self, row) -> bool:
-        """Act on the job's state; True when it should be looked at again right away."""
+    async def step(self, row):
+        """Act on the job's state. Returns the job's new row (after a transition made here), True
+        (read it again), or False (nothing to do until something else happens)."""
         state = row["state"]
         job_id = row["id"]
         if states.is_terminal(state):
             self._forget(job_id)
             return False
         if state == states.PENDING:
-            await self._transition(row, states.VALIDATING, reason="VALIDATING", message="pre-flight checks")
-            return True
+            return await self._transition(row, states.VALIDATING, reason="VALIDATING",
+                                          message="pre-flight checks") or True
         if state == states.VALIDATING:
             return await self._validate(row)
         if state == states.STAGING:
@@ -262,9 +274,8 @@ class Scheduler:
                 await self._transition(row, states.FAILED, reason=exc.reason, message=str(exc)[:4000])
                 return False
         inputs = ", ".join(f"{k}={v}" for k, v in sorted(result.resolved.items())) or "no inputs (noop engine)"
-        await self._transition(row, states.STAGING, reason="VALIDATED", message=f"inputs valid: {inputs}",
-                               resolved=result.resolved, staged=result.staged)
-        return True
+        return await self._transition(row, states.STAGING, reason="VALIDATED", message=f"inputs valid: {inputs}",
+                                      resolved=result.resolved, staged=result.staged) or True
 
     async def _stage(self, row) -> bool:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
@@ -280,12 +291,11 @@ class Scheduler:
                     await self._transition(row, states.FAILED, reason="OUTPUT_DATASET_FAILED", message=str(exc))
                     return False
         if spec.cpu_count > 1 and "partition" not in resolved and spec.engine != "noop":
-            await self._transition(row, states.PARTITIONING, reason="STAGED", output_dataset=output,
-                                   message=f"output dataset {output}; partitioning for {spec.cpu_count} ranks")
-            return True
-        await self._transition(row, states.QUEUED, reason="STAGED", output_dataset=output, queued_time=_now(),
-                               message=f"output dataset {output}; waiting for {spec.cpu_count} CPU(s)")
-        return True
+            return await self._transition(
+                row, states.PARTITIONING, reason="STAGED", output_dataset=output,
+                message=f"output dataset {output}; partitioning for {spec.cpu_count} ranks") or True
+        return await self._transition(row, states.QUEUED, reason="STAGED", output_dataset=output, queued_time=_now(),
+                                      message=f"output dataset {output}; waiting for {spec.cpu_count} CPU(s)") or True
 
     async def _partition(self, row) -> bool:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
@@ -302,9 +312,8 @@ class Scheduler:
                 await self._transition(row, states.FAILED, reason=exc.reason, message=str(exc))
                 return False
         resolved["partition"] = name
-        await self._transition(row, states.QUEUED, reason="PARTITIONED", message=how, resolved=resolved,
-                               queued_time=_now())
-        return True
+        return await self._transition(row, states.QUEUED, reason="PARTITIONED", message=how, resolved=resolved,
+                                      queued_time=_now()) or True
 
     # ---- QUEUED -> STARTING: the allocator ----------------------------------------------------
     def wake_allocator(self) -> None:
@@ -435,7 +444,7 @@ class Scheduler:
         new = await self._transition(row, states.RUNNING, reason="WORKER_STARTED",
                                      message=f"{launcher.name} worker {handle.id} {how} (attempt {attempt})",
                                      start_time=row["start_time"] or _now())
-        return new is None  # lost a race (e.g. cancelled meanwhile): look again
+        return new if new is not None else True  # lost a race (e.g. cancelled meanwhile): look again
 
     async def _running(self, row) -> bool:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
@@ -449,7 +458,7 @@ class Scheduler:
         await self._stop_worker(row)
         new = await self._transition(row, states.FAILED, reason="TIMEOUT",
                                      message=f"the job ran longer than its timeout of {limit:g}s")
-        return new is None
+        return new if new is not None else True
 
     async def _stop_worker(self, row) -> None:
         record = await self.store.attempt(row["id"], row["attempt"])
@@ -485,12 +494,11 @@ class Scheduler:
                 return False
             await ds.seal(output)
         size = sum(o.size_bytes for o in objects)
-        await self._transition(row, states.SUCCEEDED, reason="SUCCEEDED",
-                               message=f"{len(outputs)} output files ({size} bytes) sealed in {output}")
-        return False
+        return await self._transition(row, states.SUCCEEDED, reason="SUCCEEDED",
+                                      message=f"{len(outputs)} output files ({size} bytes) sealed in {output}") or True
 
     async def _cancel(self, row) -> bool:
         await self._stop_worker(row)
         new = await self._transition(row, states.CANCELLED, reason="CANCELLED", message="cancelled; worker stopped, "
                                      "resources released")
-        return new is None
+        return new if new is not None else True

@@ -42,6 +42,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def start(self) -> None:
         await self.scheduler.start()
 
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.rt.release("jobs")
+
     async def _row(self, name: str, field: str = "name", write: bool = False):
         job_id = parse_name(name, field)
         row = await self.rt.store.get(job_id)
@@ -53,6 +57,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return row
 
     async def _job(self, row) -> jobs_pb2.Job:
+        if row["state"] in (states.PENDING, states.VALIDATING, states.STAGING, states.PARTITIONING):
+            return convert.job_message(row)  # no allocation before QUEUED
         return convert.job_message(row, await self.rt.store.allocations(row["id"], row["attempt"]))
 
     # ---- CRUD ---------------------------------------------------------------------------------
@@ -184,7 +190,7 @@ def convert_now_plus(seconds: float):
 
 
 async def create_servicer(app: App) -> JobServicer:
-    rt = get_runtime(app)
+    rt = get_runtime(app, "jobs")
     await rt.init()
     return JobServicer(app, rt)
 

@@ -130,9 +130,12 @@ class JobStore:
         released when the job leaves the allocated states (terminal, or back to QUEUED/PENDING)."""
         if not states.allowed(row["state"], to):
             raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
-        if release is None:
-            release = to in states.TERMINAL or to in (states.QUEUED, states.PENDING)
-        if conn is None:
+        if release is None:  # only jobs that may hold an allocation have one to give back
+            release = (to in states.TERMINAL or to in (states.QUEUED, states.PENDING)) and \
+                row["state"] in states.ALLOCATED
+        if conn is None and not release:  # one statement, one round trip
+            new, event = await self._transition(self.pool, row, to, reason, message, False, sets)
+        elif conn is None:
             async with self.pool.acquire() as own, own.transaction():
                 new, event = await self._transition(own, row, to, reason, message, release, sets)
         else:
@@ -156,36 +159,45 @@ class JobStore:
             cols.append("end_time = coalesce(end_time, now())")
             cols.append("lease_owner = NULL, lease_expires = NULL")
         extra = (", " + ", ".join(cols)) if cols else ""
+        # The job row (only if unchanged since read) and its event, in one atomic statement.
         new = await conn.fetchrow(
-            f"""UPDATE jobs SET state = $3, state_reason = $4, state_message = $5, version = version + 1,
-                    last_event_seq = last_event_seq + 1, update_time = now(){extra}
-                WHERE id = $1 AND version = $2 RETURNING *""", *args)
+            f"""WITH j AS (UPDATE jobs SET state = $3, state_reason = $4, state_message = $5, version = version + 1,
+                               last_event_seq = last_event_seq + 1, update_time = now(){extra}
+                           WHERE id = $1 AND version = $2 RETURNING *),
+                     e AS (INSERT INTO job_events (job_id, seq, state, reason, message, progress_step,
+                                                   progress_total, attempt)
+                           SELECT id, last_event_seq, state, $4, $5, progress_step, progress_total, attempt FROM j
+                           RETURNING time)
+                SELECT j.*, e.time AS event_time FROM j, e""", *args)
         if new is None:
             return None, None
-        event = await conn.fetchrow(
-            "INSERT INTO job_events (job_id, seq, state, reason, message, progress_step, progress_total, attempt) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-            new["id"], new["last_event_seq"], to, reason, message, new["progress_step"], new["progress_total"],
-            new["attempt"])
         if release:
             await release_allocations(conn, row["id"])
-        return new, convert.event_message(event)
+        event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to, reason=reason,
+                                  message=message, attempt=new["attempt"],
+                                  progress=jobs_pb2.Progress(step=new["progress_step"],
+                                                             total_steps=new["progress_total"]))
+        event.time.CopyFrom(convert.ts(new["event_time"]))
+        return new, event
 
     async def progress(self, job_id: str, attempt: int, step: int, total: int, message: str = ""):
         """A same-state event carrying progress, if the job is still RUNNING this attempt."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            new = await conn.fetchrow(
-                """UPDATE jobs SET progress_step = $3, progress_total = $4, version = version + 1,
-                       last_event_seq = last_event_seq + 1, update_time = now()
-                   WHERE id = $1 AND attempt = $2 AND state = $5 RETURNING *""",
-                job_id, attempt, step, total, states.RUNNING)
-            if new is None:
-                return None
-            event = await conn.fetchrow(
-                "INSERT INTO job_events (job_id, seq, state, reason, message, progress_step, progress_total, attempt)"
-                " VALUES ($1, $2, $3, 'PROGRESS', $4, $5, $6, $7) RETURNING *",
-                job_id, new["last_event_seq"], states.RUNNING, message, step, total, attempt)
-        await self._publish([convert.event_message(event)])
+        new = await self.pool.fetchrow(
+            """WITH j AS (UPDATE jobs SET progress_step = $3, progress_total = $4, version = version + 1,
+                              last_event_seq = last_event_seq + 1, update_time = now()
+                          WHERE id = $1 AND attempt = $2 AND state = $5 RETURNING *),
+                    e AS (INSERT INTO job_events (job_id, seq, state, reason, message, progress_step,
+                                                  progress_total, attempt)
+                          SELECT id, last_event_seq, state, 'PROGRESS', $6, $3, $4, $2 FROM j RETURNING time)
+               SELECT j.*, e.time AS event_time FROM j, e""",
+            job_id, attempt, step, total, states.RUNNING, message)
+        if new is None:
+            return None
+        event = jobs_pb2.JobEvent(job=convert.job_name(job_id), seq=new["last_event_seq"], state=states.RUNNING,
+                                  reason="PROGRESS", message=message, attempt=attempt,
+                                  progress=jobs_pb2.Progress(step=step, total_steps=total))
+        event.time.CopyFrom(convert.ts(new["event_time"]))
+        await self._publish([event])
         return new
 
     async def publish(self, events: list[jobs_pb2.JobEvent]) -> None:
@@ -242,9 +254,14 @@ class JobStore:
                RETURNING *""", pool, me, seconds, list(states.TERMINAL), limit)
 
     async def renew(self, me: str, seconds: float) -> set[str]:
+        """Extend this instance's leases; returns the jobs it still holds. Rows locked by a running
+        transaction (the allocator's, a transition) are skipped rather than waited for: waiting
+        on them while holding others would deadlock, and they are renewed next time."""
         rows = await self.pool.fetch(
-            "UPDATE jobs SET lease_expires = now() + make_interval(secs => $2) WHERE lease_owner = $1 RETURNING id",
-            me, seconds)
+            """WITH r AS (UPDATE jobs SET lease_expires = now() + make_interval(secs => $2)
+                          WHERE id IN (SELECT id FROM jobs WHERE lease_owner = $1 FOR UPDATE SKIP LOCKED)
+                          RETURNING id)
+               SELECT id FROM r UNION SELECT id FROM jobs WHERE lease_owner = $1""", me, seconds)
         return {r["id"] for r in rows}
 
     # ---- logs --------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
     async def start(self) -> None:
         await self.monitor.start()
 
+    async def stop(self) -> None:
+        await self.monitor.stop()
+        await self.monitor.rt.release("monitor")
+
     async def WatchEvents(self, request, context):
         principal = current_principal()
         if request.job and not request.job.startswith("jobs/"):
@@ -44,6 +48,6 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
 
 
 async def create_servicer(app: App) -> MonitorServicer:
-    rt = get_runtime(app)
+    rt = get_runtime(app, "monitor")
     await rt.init()
     return MonitorServicer(Monitor(rt))

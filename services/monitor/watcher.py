@@ -41,8 +41,12 @@ class Monitor:
         self.hostname = socket.gethostname()
 
     async def start(self) -> None:
-        self.rt.app.spawn(self._consume())
-        self.rt.app.spawn(self._poll_loop())
+        self.loops = [self.rt.app.spawn(self._consume()), self.rt.app.spawn(self._poll_loop())]
+
+    async def stop(self) -> None:
+        for task in getattr(self, "loops", []):
+            task.cancel()
+        await asyncio.gather(*getattr(self, "loops", []), return_exceptions=True)
 
     # ---- launcher events ----------------------------------------------------------------------
     async def _consume(self) -> None:

@@ -53,6 +53,75 @@ def _alive(handle: LaunchHandle) -> psutil.Process | None:
         return None
 
 
+class ForkServer:
+    """Client of forkserver.py: launches workers by forking a warm process (milliseconds instead
+    of a fresh interpreter's import time). Child exits are reported back as events."""
+
+    def __init__(self, on_exit):
+        self.proc: asyncio.subprocess.Process | None = None
+        self.pending: dict[str, asyncio.Future] = {}
+        self.on_exit = on_exit  # callable(pid, code)
+        self.children: set[int] = set()
+        self._reader: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self._seq = 0
+
+    async def ensure(self) -> bool:
+        async with self._lock:
+            if self.proc is not None and self.proc.returncode is None:
+                return True
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dmod.services.jobs.launchers.forkserver", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 20)
+            ready = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+            if not ready or "ready" not in json.loads(ready):
+                raise OSError("fork server did not start")
+            self._reader = asyncio.get_running_loop().create_task(self._read(self.proc))
+            return True
+
+    async def _read(self, proc) -> None:
+        while True:
+            line = await proc.stdout.readline()
+            if not line:
+                break
+            msg = json.loads(line)
+            if "exit" in msg:
+                self.children.discard(msg["exit"])
+                self.on_exit(msg["exit"], msg["code"])
+                continue
+            future = self.pending.pop(msg.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(msg)
+        for future in self.pending.values():  # the server died: callers fall back
+            if not future.done():
+                future.set_exception(OSError("fork server exited"))
+        self.pending.clear()
+        orphans, self.children = set(self.children), set()
+        for pid in orphans:  # nobody reaps them for us any more: watch them by polling
+            self.on_exit(pid, None)
+
+    async def spawn(self, argv: list[str], env: dict, cwd: str, log: str) -> tuple[int, float]:
+        await self.ensure()
+        self._seq += 1
+        key = str(self._seq)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[key] = future
+        self.proc.stdin.write((json.dumps({"id": key, "argv": argv, "env": env, "cwd": cwd, "log": log}) + "\n")
+                              .encode())
+        await self.proc.stdin.drain()
+        reply = await asyncio.wait_for(future, 30)
+        if "error" in reply:
+            raise OSError(reply["error"])
+        self.children.add(reply["pid"])
+        return reply["pid"], reply["start_time"]
+
+    async def close(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.stdin.close()  # it exits; its children keep running
+        if self._reader is not None:
+            self._reader.cancel()
+
+
 class LocalLauncher(Launcher):
     name = NAME
 
@@ -64,6 +133,9 @@ class LocalLauncher(Launcher):
         self._watched: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task] = set()
         self._events: asyncio.Queue[LauncherEvent] = asyncio.Queue()
+        self._by_pid: dict[int, LaunchHandle] = {}
+        self._exits: dict[tuple[str, int], int] = {}
+        self.forkserver = ForkServer(self._forked_exit) if os.environ.get("DMOD_JOBS_FORKSERVER", "1") != "0" else None
 
     # ---- pool ---------------------------------------------------------------------------------
     async def nodes(self) -> list[NodeSpec]:
@@ -82,11 +154,26 @@ class LocalLauncher(Launcher):
         folder = attempt_dir(self.root, request.job, request.attempt)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "exit.json").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "dmod.services.worker", "run", "--job", request.job,
-               "--attempt", str(request.attempt), "--ranks", str(request.ranks), "--engine", request.engine,
-               "--server", request.server, "--workdir", str(folder)]
+        args = ["run", "--job", request.job, "--attempt", str(request.attempt), "--ranks", str(request.ranks),
+                "--engine", request.engine, "--server", request.server, "--workdir", str(folder)]
         env = {**os.environ, **request.env, "DMOD_TOKEN": request.token, "DMOD_GATEWAY": request.server,
                "PYTHONUNBUFFERED": "1"}
+        key = (request.job, request.attempt)
+        if self.forkserver is not None:
+            try:
+                pid, started = await self.forkserver.spawn(args, env, str(folder), str(folder / "worker.log"))
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+                log.warning("fork server unavailable (%s); starting the worker directly", exc)
+            else:
+                handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(pid),
+                                      data={"pid": pid, "start_time": started or _start_time(pid) or time.time(),
+                                            "host": socket.gethostname(), "dir": str(folder)})
+                (folder / "worker.json").write_text(json.dumps(handle.to_dict()))
+                self._by_pid[pid] = handle
+                self._watched.add(key)
+                self._emit(LauncherEvent(handle, EventKind.WORKER_STARTED, message=f"worker pid {pid}"))
+                return handle
+        cmd = [sys.executable, "-m", "dmod.services.worker", *args]
         try:
             with open(folder / "worker.log", "ab") as out:
                 proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out,
@@ -99,7 +186,6 @@ class LocalLauncher(Launcher):
                               data={"pid": proc.pid, "start_time": started, "host": socket.gethostname(),
                                     "dir": str(folder)})
         (folder / "worker.json").write_text(json.dumps(handle.to_dict()))
-        key = (request.job, request.attempt)
         self._children[key] = proc
         self._watched.add(key)
         self._emit(LauncherEvent(handle, EventKind.WORKER_STARTED, message=f"worker pid {proc.pid}"))
@@ -112,6 +198,9 @@ class LocalLauncher(Launcher):
             proc = self._children[key]
             return LaunchHandle(NAME, job, attempt, str(proc.pid), {"pid": proc.pid,
                                                                     "start_time": _start_time(proc.pid) or 0})
+        for handle in self._by_pid.values():
+            if handle.job == job and handle.attempt == attempt:
+                return handle
         record = attempt_dir(self.root, job, attempt) / "worker.json"
         if record.exists():
             try:
@@ -140,6 +229,9 @@ class LocalLauncher(Launcher):
         proc = self._children.get((handle.job, handle.attempt))
         if proc is not None and proc.returncode is not None:
             return Inspection(WorkerState.EXITED, proc.returncode, _describe(proc.returncode))
+        code = self._exits.get((handle.job, handle.attempt))
+        if code is not None:
+            return Inspection(WorkerState.EXITED, code, _describe(code))
         if proc is not None or _alive(handle) is not None:
             return Inspection(WorkerState.RUNNING)
         code = self._exit_record(handle)
@@ -207,8 +299,24 @@ class LocalLauncher(Launcher):
 
     async def cleanup(self, handle: LaunchHandle) -> None:
         self._children.pop((handle.job, handle.attempt), None)
+        self._exits.pop((handle.job, handle.attempt), None)
+
+    def _forked_exit(self, pid: int, code: int | None) -> None:
+        handle = self._by_pid.pop(pid, None)
+        if handle is None:
+            return
+        key = (handle.job, handle.attempt)
+        if code is None:  # the fork server died before its child: poll the child from now on
+            self._watched.discard(key)
+            self._spawn(self.adopt(handle))
+            return
+        self._exits[key] = code
+        self._watched.discard(key)
+        self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=code, message=_describe(code)))
 
     async def close(self) -> None:
+        if self.forkserver is not None:
+            await self.forkserver.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
