@@ -69,7 +69,7 @@ class EventHub:
     async def wait_ready(self, timeout: float = 5.0) -> None:
         try:
             await asyncio.wait_for(self.ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("event hub not connected to Redis yet; watchers fall back to polling Postgres")
 
     # ---- publishing -----------------------------------------------------------------------
@@ -124,7 +124,7 @@ class EventHub:
             for listener in self.listeners:
                 try:
                     listener(event)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("event listener failed")
         elif channel == LOGS:
             for sub in self.log_watchers.get(data.decode(), ()):

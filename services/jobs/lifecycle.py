@@ -41,7 +41,7 @@ async def fail_or_retry(store: JobStore, cfg: JobsSettings, job_id: str, *, atte
         max_attempts, initial, multiplier = retry_policy(spec, cfg)
         if reason in states.TRANSIENT_REASONS and attempt < max_attempts:
             delay = backoff_seconds(attempt, initial, multiplier)
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             new = await store.transition(
                 row, states.QUEUED, reason=reason,
                 message=f"attempt {attempt} failed ({message}); retry {attempt + 1} of {max_attempts} in {delay:.1f}s",

@@ -53,7 +53,7 @@ class Result:
 
 
 def _dt(ts: Timestamp) -> dt.datetime:
-    return ts.ToDatetime(tzinfo=dt.timezone.utc)
+    return ts.ToDatetime(tzinfo=dt.UTC)
 
 
 def _requirement(role: str, spec: jobs_pb2.JobSpec, n_ranks: int) -> domain_pb2.DataRequirement:
@@ -96,7 +96,7 @@ class Preflight:
                 raise ValidationFailed(f"{name} ({role}) has no objects", f"spec.{ROLE_FIELD[role]}")
             result.staged[role] = [{"path": o.path, "sha256": o.sha256, "size": o.size_bytes}
                                    for o in self.objects[role]]
-        real, real_doc = await self._realization(result)
+        real, _ = await self._realization(result)
         network = await self._hydrofabric(result)
         simulated = await self._simulated(result, network)
         await self._forcing(result, real, simulated)
@@ -264,8 +264,8 @@ class Preflight:
             inside = posixpath.relpath(rel, "forcing") if rel != "forcing" else "."
             if fspec.provider == "NetCDF":
                 if inside not in self._paths("forcing"):
-                    errors.append((f"catchment {cid}: NetCDF forcing file {inside} is not in "
-                                   f"{result.resolved.get('forcing')}", f"catchments.{cid}.forcing"))
+                    errors.append(((f"catchment {cid}: NetCDF forcing file {inside} is not in "
+                                    f"{result.resolved.get('forcing')}"), f"catchments.{cid}.forcing"))
                 else:
                     nc_checks.setdefault(inside, []).append(cid)
                 continue
@@ -275,8 +275,8 @@ class Preflight:
             folder = "" if inside == "." else inside.rstrip("/")
             hit = _match(by_dir.get(folder, []), cid, fspec.file_pattern or r".*{{id}}.*\.csv")
             if hit is None:
-                errors.append((f"catchment {cid}: no forcing file for it in {result.resolved.get('forcing')} "
-                               f"(pattern {fspec.file_pattern or '.*{{id}}.*.csv'!r})", f"catchments.{cid}.forcing"))
+                errors.append(((f"catchment {cid}: no forcing file for it in {result.resolved.get('forcing')} "
+                                f"(pattern {fspec.file_pattern or '.*{{id}}.*.csv'!r})"), f"catchments.{cid}.forcing"))
             elif hit == "":
                 errors.append((f"catchment {cid}: forcing file pattern is ambiguous", f"catchments.{cid}.forcing"))
             else:
@@ -354,11 +354,11 @@ def _match(paths: list[str], cid: str, pattern: str) -> str | None:
 
 
 def _epoch(text: str) -> int:
-    return int(dt.datetime.strptime(text.strip().strip('"')[:19], _TIME).replace(tzinfo=dt.timezone.utc).timestamp())
+    return int(dt.datetime.strptime(text.strip().strip('"')[:19], _TIME).replace(tzinfo=dt.UTC).timestamp())
 
 
 def _label(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime(_TIME)
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime(_TIME)
 
 
 def _csv_span_problem(head: bytes, tail: bytes, start: int, end: int) -> str | None:

@@ -103,12 +103,12 @@ class WorkerReports:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), FLUSH_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 await self._flush(st)
                 await self._progress(st)
-            except Exception:  # noqa: BLE001 - the next flush retries
+            except Exception:
                 log.exception("flushing worker reports")
 
     async def _exit(self, st: _Stream, exit: jobs_pb2.WorkerExit) -> None:
@@ -140,4 +140,4 @@ class WorkerReports:
 def _utcnow():
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -47,7 +47,7 @@ class Transient(Exception):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Scheduler:
@@ -169,7 +169,7 @@ class Scheduler:
                         self.own(row["id"])
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep leasing
+            except Exception:
                 log.exception("lease loop")
             await asyncio.sleep(period)
 
@@ -323,14 +323,14 @@ class Scheduler:
         while True:
             try:
                 await asyncio.wait_for(self.alloc_wake.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.alloc_wake.clear()
             try:
                 await self.allocate_round()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - try again next round
+            except Exception:
                 log.exception("allocation round failed")
                 await asyncio.sleep(0.5)
 

@@ -186,7 +186,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 def convert_now_plus(seconds: float):
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
 
 
 async def create_servicer(app: App) -> JobServicer:

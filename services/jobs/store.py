@@ -275,7 +275,7 @@ class JobStore:
                                                           $7::text[]) AS u(l, t, s, r, x)
                ON CONFLICT (job_id, attempt, line_no) DO NOTHING""",
             job_id, attempt, [ln.seq for ln in lines],
-            [ln.time.ToDatetime(tzinfo=dt.timezone.utc) if ln.HasField("time") else dt.datetime.now(dt.timezone.utc)
+            [ln.time.ToDatetime(tzinfo=dt.UTC) if ln.HasField("time") else dt.datetime.now(dt.UTC)
              for ln in lines],
             [ln.stream or "stdout" for ln in lines], [ln.rank for ln in lines],
             [ln.text.replace("\x00", "")[:8192] for ln in lines])

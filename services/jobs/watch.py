@@ -8,8 +8,6 @@ terminal event.
 """
 from __future__ import annotations
 
-import asyncio
-
 from dmod.services.jobs import convert, states
 from dmod.services.jobs.events import RESYNC
 from dmod.v1 import jobs_pb2
@@ -48,7 +46,7 @@ async def watch_job(rt, row, after_seq: int, to_job):
         while not done:
             try:
                 item = await sub.get(IDLE_POLL)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 item = RESYNC
             if item is RESYNC or (isinstance(item, jobs_pb2.JobEvent) and item.seq > last + 1):
                 async for event in backlog():
@@ -91,5 +89,5 @@ async def stream_logs(rt, row, after_seq: int, follow: bool):
                 continue
             try:
                 await sub.get(IDLE_POLL)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -1,8 +1,6 @@
 """MonitorService: observes launcher backends and turns what it sees into job events."""
 from __future__ import annotations
 
-import asyncio
-
 from dmod.services.jobs.runtime import get_runtime
 from dmod.services.monitor.watcher import Monitor
 from dmod.services.runtime.app import App
@@ -32,7 +30,7 @@ class MonitorServicer(monitor_pb2_grpc.MonitorServiceServicer):
             while True:
                 try:
                     event = await sub.get(30.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
                 if isinstance(event, monitor_pb2.MonitorEvent):
                     yield monitor_pb2.WatchEventsResponse(event=event)

@@ -57,7 +57,7 @@ class Monitor:
                     self.rt.app.spawn(self._worker_ended(event))
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("handling launcher event")
 
     def _message(self, event: LauncherEvent) -> monitor_pb2.MonitorEvent:
@@ -112,13 +112,13 @@ class Monitor:
                 await self.reconcile()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("monitor reconcile")
             await asyncio.sleep(1.0)
 
     async def reconcile(self) -> None:
         launcher = self.rt.launcher
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for row in await self.rt.store.active_attempts(self.rt.pool_name):
             handle = _handle(row["handle"])
             if handle is None or handle.backend != launcher.name or row["end_time"] is not None:

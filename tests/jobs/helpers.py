@@ -19,7 +19,7 @@ CFE = "dmod.services.worker.models.cfe.CFE"
 
 def ts(text: str) -> Timestamp:
     out = Timestamp()
-    out.FromDatetime(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc))
+    out.FromDatetime(dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC))
     return out
 
 

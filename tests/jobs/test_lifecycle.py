@@ -9,8 +9,16 @@ import pytest
 from dmod.errors import error_details
 from dmod.v1 import jobs_pb2
 
-from .helpers import (events, job_processes, no_job_processes, job_spec, state_names, upload_domain, upload_slow_realization,
-                      wait_state)
+from .helpers import (
+    events,
+    job_processes,
+    job_spec,
+    no_job_processes,
+    state_names,
+    upload_domain,
+    upload_slow_realization,
+    wait_state,
+)
 
 S = jobs_pb2
 TERMINAL = {S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED}

@@ -14,7 +14,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dmod.local.procs import free_port
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 
-from .helpers import events, job_processes, no_job_processes, job_spec, state_names, upload_slow_realization, wait_state
+from .helpers import (
+    events,
+    job_processes,
+    job_spec,
+    no_job_processes,
+    state_names,
+    upload_slow_realization,
+    wait_state,
+)
 
 S = jobs_pb2
 TERMINAL = {S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED}

@@ -127,7 +127,7 @@ def test_exponential_backoff():
 
 # ---- page tokens ------------------------------------------------------------------------------------
 def test_page_tokens_are_opaque_and_bound_to_the_filter():
-    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     token = pagination.encode(when, "abc", "f1")
     assert pagination.decode(token, "f1") == (when, "abc")
     assert pagination.decode("", "f1") is None
@@ -176,8 +176,8 @@ def test_realization_rewrite():
            "catchments": {"cat-1": {"forcing": {"path": "/elsewhere/cat-1.csv"}}},
            "time": {"start_time": "2000-01-01 00:00:00", "end_time": "2000-01-02 00:00:00", "output_interval": 900},
            "output_root": "/tmp/out"}
-    start = dt.datetime(2015, 12, 1, tzinfo=dt.timezone.utc)
-    end = dt.datetime(2015, 12, 2, 23, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2015, 12, 1, tzinfo=dt.UTC)
+    end = dt.datetime(2015, 12, 2, 23, tzinfo=dt.UTC)
     out = layout.rewrite_realization(doc, forcing_paths=["cat-1.csv", "cat-2.csv"], start=start, end=end)
     assert out["time"] == {"start_time": "2015-12-01 00:00:00", "end_time": "2015-12-02 23:00:00",
                            "output_interval": 900}

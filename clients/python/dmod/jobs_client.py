@@ -32,7 +32,7 @@ def parse_time(text: str) -> dt.datetime:
     text = text.strip().replace("T", " ").removesuffix("Z")
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
         try:
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
         except ValueError:
             continue
     raise ValueError(f"time {text!r}: use YYYY-MM-DD[ HH:MM[:SS]] (UTC)")

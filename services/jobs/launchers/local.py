@@ -21,8 +21,17 @@ from pathlib import Path
 import psutil
 
 from dmod.services.jobs.config import JobsSettings
-from dmod.services.jobs.launchers.base import (EventKind, Inspection, LaunchError, Launcher, LauncherEvent, LaunchHandle,
-                                               LaunchRequest, NodeSpec, WorkerState)
+from dmod.services.jobs.launchers.base import (
+    EventKind,
+    Inspection,
+    Launcher,
+    LauncherEvent,
+    LaunchError,
+    LaunchHandle,
+    LaunchRequest,
+    NodeSpec,
+    WorkerState,
+)
 
 log = logging.getLogger("dmod.jobs.launcher.local")
 
@@ -162,7 +171,7 @@ class LocalLauncher(Launcher):
         if self.forkserver is not None:
             try:
                 pid, started = await self.forkserver.spawn(args, env, str(folder), str(folder / "worker.log"))
-            except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, OSError, ValueError) as exc:
                 log.warning("fork server unavailable (%s); starting the worker directly", exc)
             else:
                 handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(pid),

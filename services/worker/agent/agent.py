@@ -85,7 +85,7 @@ class Agent:
             code, reason, message = EXIT_TERM, "CANCELLED", "stopped by SIGTERM"
             if self.run is not None:
                 await self.run.stop(grace=5.0)
-        except Exception as exc:  # noqa: BLE001 - reported, never a silent death
+        except Exception as exc:
             log.exception("worker failed")
             code, reason, message = EXIT_SETUP, "WORKER_ERROR", f"{type(exc).__name__}: {exc}"
         (opts.workdir / "exit.json").write_text(json.dumps({"exit_code": code, "reason": reason, "message": message,
@@ -133,8 +133,8 @@ class Agent:
         t0 = time.monotonic()
         try:
             paths = await download_inputs(ds, dict(job.resolved_datasets), root, self.say)
-            start = spec.start_time.ToDatetime(tzinfo=dt.timezone.utc) if spec.HasField("start_time") else None
-            end = spec.end_time.ToDatetime(tzinfo=dt.timezone.utc) if spec.HasField("end_time") else None
+            start = spec.start_time.ToDatetime(tzinfo=dt.UTC) if spec.HasField("start_time") else None
+            end = spec.end_time.ToDatetime(tzinfo=dt.UTC) if spec.HasField("end_time") else None
             prepared = lay_out(root, paths, start, end, ranks)
         except PrepareError as exc:
             raise Failure(EXIT_INPUT, exc.reason, str(exc)) from None
@@ -166,7 +166,7 @@ class Agent:
 
         def when(key):
             value = spec.get(key)
-            return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc) if value else None
+            return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC) if value else None
 
         prepared = lay_out(root, paths, when("start_time"), when("end_time"), ranks)
         prepared.subset = tuple(spec.get("catchment_ids") or ()) or None

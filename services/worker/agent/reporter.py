@@ -77,7 +77,7 @@ class Reporter:
         try:
             await asyncio.wait_for(self.done.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             for task in self._tasks:
@@ -94,7 +94,7 @@ class Reporter:
         while True:
             sent_close = False
 
-            async def requests():
+            async def requests(replay=replay):
                 nonlocal sent_close
                 for req in replay:
                     yield req
@@ -127,5 +127,5 @@ class Reporter:
             replay = list(self.recent)
             if self.exit_request is not None:
                 replay.append(self.exit_request)
-                if not any(i is _CLOSE for i in self.queue._queue):  # noqa: SLF001 - close again after replay
+                if not any(i is _CLOSE for i in self.queue._queue):
                     self.queue.put_nowait(_CLOSE)

@@ -100,7 +100,7 @@ class MpiRun:
         self._signal(proc.pid, family, signal.SIGTERM)
         try:
             await asyncio.wait_for(proc.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         self._signal(proc.pid, family, signal.SIGKILL)  # whatever is left (e.g. ranks ignoring TERM)
         await proc.wait()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Optional
 
 import grpc
 import typer
@@ -20,8 +19,16 @@ from rich.table import Table
 
 from dmod.client import aio_channel, metadata
 from dmod.errors import describe
-from dmod.jobs_client import (PARADIGMS, PARTITION_METHODS, TERMINAL, build_spec, job_name, resolve_dataset,
-                              state_name, watch)
+from dmod.jobs_client import (
+    PARADIGMS,
+    PARTITION_METHODS,
+    TERMINAL,
+    build_spec,
+    job_name,
+    resolve_dataset,
+    state_name,
+    watch,
+)
 from dmod.v1 import jobs_pb2, jobs_pb2_grpc
 
 app = typer.Typer(help="Model jobs: submit, follow, cancel, retry.", no_args_is_help=True,
@@ -74,8 +81,8 @@ def submit(
     forcing: str = typer.Option("", help="forcing dataset; empty: found by search (covering --start..--end)"),
     partition: str = typer.Option("", help="partition dataset (N > 1); empty: found or made"),
     bmi_config: str = typer.Option("", "--bmi-config", help="BMI init config dataset"),
-    start: Optional[str] = typer.Option(None, help="start time, UTC 'YYYY-MM-DD[ HH:MM[:SS]]'"),
-    end: Optional[str] = typer.Option(None, help="end time (inclusive), UTC"),
+    start: str | None = typer.Option(None, help="start time, UTC 'YYYY-MM-DD[ HH:MM[:SS]]'"),
+    end: str | None = typer.Option(None, help="end time (inclusive), UTC"),
     cpus: int = typer.Option(1, "--cpus", "-n", help="MPI ranks"),
     memory: int = typer.Option(0, help="memory in bytes (0: no limit)"),
     paradigm: str = typer.Option("round-robin", help=f"allocation paradigm: {', '.join(PARADIGMS)}"),
@@ -85,7 +92,7 @@ def submit(
     timeout: float = typer.Option(0, help="seconds; 0: none"),
     engine: str = typer.Option("auto", help="auto | ngen | embedded | noop"),
     max_attempts: int = typer.Option(0, help="retries of infrastructure failures (0: server default)"),
-    label: Optional[list[str]] = typer.Option(None, "--label", "-l", help="key=value (repeatable)"),
+    label: list[str] | None = typer.Option(None, "--label", "-l", help="key=value (repeatable)"),
     request_id: str = typer.Option("", help="idempotency key: resubmitting returns the same job"),
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the job; exit non-zero unless it SUCCEEDED"),
     as_json: bool = typer.Option(False, "--json"),
@@ -189,8 +196,8 @@ def logs(name: str = typer.Argument(...), follow: bool = typer.Option(False, "--
 
 # ---- inspect ------------------------------------------------------------------------------------
 @app.command("ls")
-def ls(state: Optional[list[str]] = typer.Option(None, "--state", "-s", help="filter (repeatable), e.g. RUNNING"),
-       label: Optional[list[str]] = typer.Option(None, "--label", "-l", help="key=value (repeatable)"),
+def ls(state: list[str] | None = typer.Option(None, "--state", "-s", help="filter (repeatable), e.g. RUNNING"),
+       label: list[str] | None = typer.Option(None, "--label", "-l", help="key=value (repeatable)"),
        owner: str = typer.Option("", help="another user's jobs (admins)"),
        limit: int = typer.Option(50, help="at most this many (0: all)"),
        as_json: bool = typer.Option(False, "--json")):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,14 +15,14 @@ app = typer.Typer(help="Worker agent: run one attempt of a job.", no_args_is_hel
 
 
 @app.command()
-def run(job: Optional[str] = typer.Option(None, help="jobs/{id}: inputs/outputs through DMOD (token in DMOD_TOKEN)"),
-        spec: Optional[Path] = typer.Option(None, help="local JSON spec: {ranks, start_time, end_time, catchment_ids, "
+def run(job: str | None = typer.Option(None, help="jobs/{id}: inputs/outputs through DMOD (token in DMOD_TOKEN)"),
+        spec: Path | None = typer.Option(None, help="local JSON spec: {ranks, start_time, end_time, catchment_ids, "
                                                          "inputs: {hydrofabric, realization, forcing, partition, "
                                                          "bmi_config: <local path>}}"),
         attempt: int = typer.Option(0), ranks: int = typer.Option(0, help="MPI ranks (default: the job's cpu_count)"),
         engine: str = typer.Option("auto", help="auto | ngen | embedded | noop"),
         server: str = typer.Option("", help="JobService address (default: DMOD_GATEWAY / the local stack)"),
-        workdir: Optional[Path] = typer.Option(None, help="job directory (default ./dmod-job/<id>)")):
+        workdir: Path | None = typer.Option(None, help="job directory (default ./dmod-job/<id>)")):
     """Run one attempt of a job; exits with the worker's status (0 ok)."""
     if bool(job) == bool(spec):
         raise typer.BadParameter("give exactly one of --job or --spec")
