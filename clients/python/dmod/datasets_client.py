@@ -450,9 +450,10 @@ class DatasetsClient:
                             if obj is not None and reply.object.sha256 != obj.sha256:
                                 raise ChecksumMismatch(f"{name} was replaced during the download")
                             obj = reply.object
-                        if reply.chunk:
-                            await writer.write(reply.chunk)
-                            received += len(reply.chunk)
+                        chunk = reply.chunk  # each access copies the bytes: read it once
+                        if chunk:
+                            await writer.write(chunk)
+                            received += len(chunk)
                             if progress:
                                 progress(received, obj.size_bytes)
                     await writer.flush()

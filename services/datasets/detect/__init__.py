@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+
+from minio.error import S3Error
 
 from dmod.services.datasets.detect import configs, forcing, hydrofabric, observations
 from dmod.services.datasets.detect.context import DATASET, BadFile, DetectionContext
 from dmod.services.datasets.domains import Domain
 from dmod.services.datasets.formats import format_name
-from dmod.services.runtime.errors import InvalidArgument
+from dmod.services.datasets.transfer.blobs import is_missing
+from dmod.services.runtime.errors import DataLoss, InvalidArgument, Unavailable
 from dmod.v1 import domain_pb2 as d
 
 __all__ = ["DETECTORS", "DetectionContext", "detect_domain", "guess_format"]
+
+log = logging.getLogger("dmod.datasets.detect")
 
 DETECTORS = {
     d.DATA_FORMAT_AORC_CSV: forcing.detect_csv,
@@ -78,7 +84,15 @@ def _detect_sync(ctx: DetectionContext, data_format: int, required: bool) -> tup
             return Domain(), data_format
         if not ctx.objects:
             raise BadFile(DATASET, "has no objects")
-        return detector(ctx), data_format
+        try:
+            return detector(ctx), data_format
+        except (BadFile, InvalidArgument):
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OSError, UnicodeError) as exc:
+            # A reader tripped over content it did not expect: still the file's problem.
+            log.warning("detection failed unexpectedly", exc_info=exc)
+            raise BadFile(ctx.current or DATASET, f"cannot be read as {format_name(data_format)}: "
+                                                  f"{exc.__class__.__name__}: {exc}") from None
     finally:
         ctx.close()
 
@@ -91,3 +105,7 @@ async def detect_domain(ctx: DetectionContext, data_format: int, *, required: bo
     except BadFile as exc:
         raise InvalidArgument((exc.path if exc.path == DATASET else f"objects/{exc.path}", exc.problem),
                               reason="UNREADABLE_DATA") from None
+    except S3Error as exc:
+        if is_missing(exc):
+            raise DataLoss(f"objects/{ctx.current}: the stored bytes are missing", reason="OBJECT_MISSING") from None
+        raise Unavailable(f"object store read failed: {exc.code}", reason="STORAGE_UNAVAILABLE") from None

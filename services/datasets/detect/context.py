@@ -44,12 +44,14 @@ class DetectionContext:
         self.objects = [o if isinstance(o, Obj) else Obj(o["path"], o["size_bytes"], o["sha256"], o["s3_key"])
                         for o in objects]
         self._tmp: str | None = None
+        self.current: str | None = None  # the object last read: named when a reader fails unexpectedly
 
     def with_suffix(self, *suffixes: str) -> list[Obj]:
         return [o for o in self.objects if o.suffix in suffixes]
 
     # ---- reading -------------------------------------------------------------------------------
     def read(self, obj: Obj, offset: int = 0, length: int = 0) -> bytes:
+        self.current = obj.path
         if obj.size == 0 or (length and offset >= obj.size):
             return b""
         response = self.blobs.client.get_object(self.blobs.bucket, obj.s3_key, offset=offset, length=length)
@@ -68,6 +70,7 @@ class DetectionContext:
 
     def fetch(self, obj: Obj) -> Path:
         """The object as a local file (kept until `close`), named like the object."""
+        self.current = obj.path
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="dmod-detect-")
         local = Path(self._tmp) / obj.path
