@@ -61,7 +61,7 @@ SERVICES: dict[str, ServiceInfo] = {s.name: s for s in (
 
 
 def resolve(names: list[str]) -> list[ServiceInfo]:
-    if not names or names == ["all"]:
+    if names == ["all"]:
         return list(SERVICES.values())
     unknown = [n for n in names if n not in SERVICES]
     if unknown:

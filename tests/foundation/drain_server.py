@@ -4,7 +4,6 @@
 /dmod.test.Probe/Boom raises an unexpected exception.
 """
 import asyncio
-import os
 import sys
 
 import grpc
@@ -29,9 +28,9 @@ def add_probe(server) -> None:
 
 
 async def main() -> None:
-    settings = Settings(listen="127.0.0.1:0", port_file=sys.argv[1], shutdown_grace_seconds=10,
-                        log_json=True, database_url=os.environ.get("DMOD_DATABASE_URL", ""))
-    server = runtime_server.Server(["monitor"], settings, extra_handlers=[("dmod.test.Probe", add_probe)])
+    settings = Settings(listen="127.0.0.1:0", port_file=sys.argv[1], shutdown_grace_seconds=10, log_json=True)
+    # No DMOD service, only the probe: the runtime alone is under test.
+    server = runtime_server.Server([], settings, extra_handlers=[("dmod.test.Probe", add_probe)])
     await server.start()
     import signal
 

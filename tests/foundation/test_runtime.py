@@ -24,7 +24,9 @@ def probe_server(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while not port_file.exists() or not port_file.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, "probe server did not start"
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"probe server did not start: {proc.stdout.read().decode()[-3000:]}")
         time.sleep(0.05)
     yield proc, f"127.0.0.1:{port_file.read_text()}"
     if proc.poll() is None:
