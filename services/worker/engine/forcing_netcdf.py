@@ -43,9 +43,22 @@ def _read_ids(ds) -> list[str]:
     return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in np.asarray(raw).tolist()]
 
 
-def _values(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarray:
-    """(len(rows), n_steps) float64 of `var` starting at per-row time index `first`; missing
-    values (the fill value, or NaN) become NaN."""
+def _fill_to_nan(var, raw: np.ndarray) -> np.ndarray:
+    """float64 copy of `raw` with the variable's fill value (or the netCDF default) as NaN."""
+    data = np.asarray(raw, dtype=np.float64)
+    fill = getattr(var, "_FillValue", None)
+    if fill is None:
+        import netCDF4
+
+        fill = netCDF4.default_fillvals.get(var.dtype.str[1:]) if hasattr(var.dtype, "str") else None
+    if fill is not None:
+        raw = np.asarray(raw)
+        data[raw == np.asarray(fill, dtype=raw.dtype)] = np.nan
+    return data
+
+
+def read_rows(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarray:
+    """(len(rows), n_steps) float64 of `var` from per-row time index `first`; missing → NaN."""
     if first.size and (first == first[0]).all():  # one shared time window: a hyperslab read
         lo = int(first[0])
         raw = var[:, lo: lo + n_steps]
@@ -53,61 +66,69 @@ def _values(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarra
     else:
         lo, hi = int(first.min()), int(first.max()) + n_steps
         raw = var[:, lo:hi][rows[:, None], (first - lo)[:, None] + np.arange(n_steps)[None, :]]
-    data = np.asarray(raw, dtype=np.float64)
-    fill = getattr(var, "_FillValue", None)
-    if fill is None:
-        import netCDF4
-
-        fill = netCDF4.default_fillvals.get(var.dtype.str[1:], None) if hasattr(var.dtype, "str") else None
-    if fill is not None:
-        data[np.asarray(raw) == np.asarray(fill, dtype=np.asarray(raw).dtype)] = np.nan
-    return data
+    return _fill_to_nan(var, raw)
 
 
-def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str],
-                        grid: TimeGrid) -> dict[str, np.ndarray]:
-    """{var: (K, n) float64} for `catchment_ids` (in that order) on the run's time grid."""
+def read_range(var, row_lo: int, row_hi: int, first: int, n_steps: int) -> np.ndarray:
+    """Rows row_lo..row_hi-1 over one time window, float64 with NaN for missing values."""
+    return _fill_to_nan(var, var[row_lo:row_hi, first: first + n_steps])
+
+
+def open_forcing(path: str):
     import netCDF4
 
     try:
         ds = netCDF4.Dataset(path, "r")
     except OSError as exc:
         raise ConfigError(f"cannot open NetCDF forcing {path}: {exc}", field="forcing.path") from None
-    with ds:
-        ds.set_auto_mask(False)  # fill values are handled in _values, much faster than masked arrays
-        for dim in ("catchment-id", "time"):
-            if dim not in ds.dimensions:
-                raise ConfigError(f"NetCDF forcing {path} has no dimension {dim!r}", field="forcing.path")
-        for name in ("ids", "Time"):
-            if name not in ds.variables:
-                raise ConfigError(f"NetCDF forcing {path} has no variable {name!r}", field="forcing.path")
-        ids = _read_ids(ds)
-        row_of = {cid: i for i, cid in enumerate(ids)}
-        rows = np.empty(len(catchment_ids), dtype=np.int64)
-        for j, cid in enumerate(catchment_ids):
-            if cid not in row_of:
-                raise ConfigError(f"no forcing in {path} (its `ids` do not list this catchment)", catchment=cid,
-                                  field="forcing")
-            rows[j] = row_of[cid]
-        missing = [v for v in variables if v not in ds.variables]
-        if missing:
-            raise ConfigError(f"NetCDF forcing {path} has no variable(s) {', '.join(missing)}",
-                              catchment=catchment_ids[0] if catchment_ids else None, field="forcing")
-        first = _locate_steps(ds.variables["Time"], rows, catchment_ids, grid, path)
-        out: dict[str, np.ndarray] = {}
-        for v in variables:
-            var = ds.variables[v]
-            if var.dimensions != ("catchment-id", "time"):
-                raise ConfigError(f"NetCDF forcing {path}: variable {v} must have dims (catchment-id, time), "
-                                  f"has {var.dimensions}", field="forcing")
-            data = _values(var, rows, first, grid.n_steps)  # (n, K)
-            bad = ~np.isfinite(data)
-            if bad.any():
-                j, k = np.argwhere(bad)[0]
-                raise ConfigError(f"NetCDF forcing {path}: {v} is missing at {grid.label(int(k))}",
-                                  catchment=catchment_ids[j], field="forcing")
-            out[v] = np.ascontiguousarray(data.T)
-        return out
+    ds.set_auto_mask(False)  # fill values are handled in _fill_to_nan, much faster than masked arrays
+    return ds
+
+
+def plan_rows(ds, path: str, catchment_ids: list[str], variables: list[str], grid: TimeGrid
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Every check before reading: (file row of each catchment, its first time index)."""
+    for dim in ("catchment-id", "time"):
+        if dim not in ds.dimensions:
+            raise ConfigError(f"NetCDF forcing {path} has no dimension {dim!r}", field="forcing.path")
+    for name in ("ids", "Time"):
+        if name not in ds.variables:
+            raise ConfigError(f"NetCDF forcing {path} has no variable {name!r}", field="forcing.path")
+    row_of = {cid: i for i, cid in enumerate(_read_ids(ds))}
+    rows = np.empty(len(catchment_ids), dtype=np.int64)
+    for j, cid in enumerate(catchment_ids):
+        if cid not in row_of:
+            raise ConfigError(f"no forcing in {path} (its `ids` do not list this catchment)", catchment=cid,
+                              field="forcing")
+        rows[j] = row_of[cid]
+    missing = [v for v in variables if v not in ds.variables]
+    if missing:
+        raise ConfigError(f"NetCDF forcing {path} has no variable(s) {', '.join(missing)}",
+                          catchment=catchment_ids[0] if catchment_ids else None, field="forcing")
+    for v in variables:
+        if ds.variables[v].dimensions != ("catchment-id", "time"):
+            raise ConfigError(f"NetCDF forcing {path}: variable {v} must have dims (catchment-id, time), "
+                              f"has {ds.variables[v].dimensions}", field="forcing")
+    return rows, _locate_steps(ds.variables["Time"], rows, catchment_ids, grid, path)
+
+
+def finish(data: np.ndarray, variable: str, catchment_ids: list[str], grid: TimeGrid, path: str) -> np.ndarray:
+    """(n, K) → (K, n) contiguous, refusing missing values with the catchment and time named."""
+    bad = ~np.isfinite(data)
+    if bad.any():
+        j, k = np.argwhere(bad)[0]
+        raise ConfigError(f"NetCDF forcing {path}: {variable} is missing at {grid.label(int(k))}",
+                          catchment=catchment_ids[j], field="forcing")
+    return np.ascontiguousarray(data.T)
+
+
+def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str],
+                        grid: TimeGrid) -> dict[str, np.ndarray]:
+    """{var: (K, n) float64} for `catchment_ids` (in that order) on the run's time grid."""
+    with open_forcing(path) as ds:
+        rows, first = plan_rows(ds, path, catchment_ids, variables, grid)
+        return {v: finish(read_rows(ds.variables[v], rows, first, grid.n_steps), v, catchment_ids, grid, path)
+                for v in variables}
 
 
 def _locate_steps(time_var, rows: np.ndarray, catchment_ids: list[str], grid: TimeGrid, path: str) -> np.ndarray:

@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -54,6 +55,9 @@ class _Run:
     forcing: dict[str, np.ndarray]
     area_m2: np.ndarray
     output_root: str
+    ids: list[str] = field(default_factory=list)  # local catchment ids
+    needs: list[tuple[str, ...]] = field(default_factory=list)  # forcing variables per local catchment
+    specs: list = field(default_factory=list)  # ForcingSpec per local catchment
 
 
 def _hydrofabric_columns(real: Realization) -> list[str]:
@@ -105,9 +109,22 @@ def _setup(args: EngineArgs, cwd: str, rank: int, size: int, tag_ub: int, networ
         for j in g.members.tolist():
             needs[j] = need
     specs = [real.forcing_for(cid) if needs[j] else None for j, cid in enumerate(ids)]
-    forcing = load_forcing(ids, specs, needs, real.time, cwd)
-    return _Run(args=args, realization=real, network=network, domain=dom, groups=groups, forcing=forcing,
-                area_m2=area * 1.0e6, output_root=resolve(real.output.root, cwd))
+    return _Run(args=args, realization=real, network=network, domain=dom, groups=groups, forcing={},
+                area_m2=area * 1.0e6, output_root=resolve(real.output.root, cwd), ids=ids, needs=needs,
+                specs=specs)
+
+
+@contextmanager
+def _agreed(comm):
+    """Run a setup phase; then every rank learns whether any rank failed it."""
+    error = None
+    try:
+        yield
+    except EngineError as exc:
+        error = exc
+    except Exception as exc:  # a bug or unexpected model failure: still agree, then fail
+        error = EngineError(f"setup failed: {type(exc).__name__}: {exc}")
+    _agree(comm, error)
 
 
 def _agree(comm, error: EngineError | None) -> None:
@@ -207,14 +224,11 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
         batch = os.environ.get("DMOD_ENGINE_BATCH", "1") != "0"
     args = argv if isinstance(argv, EngineArgs) else parse_argv(list(argv))
     comm, rank, size, tag_ub = world(args.partition_path is not None)
-    run, error = None, None
-    try:
+    run = None
+    with _agreed(comm):  # everything before the collective forcing read
         run = _setup(args, cwd, rank, size, tag_ub, network, batch)
-    except EngineError as exc:
-        error = exc
-    except Exception as exc:  # a bug or unexpected model failure: still agree, then fail
-        error = EngineError(f"setup failed: {type(exc).__name__}: {exc}")
-    _agree(comm, error)
+    with _agreed(comm):
+        run.forcing = load_forcing(run.ids, run.specs, run.needs, run.realization.time, cwd, comm)
     out = stdout or sys.stdout
     if rank == 0:
         for w in run.realization.warnings:
