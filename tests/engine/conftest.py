@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import netCDF4
 import numpy as np
@@ -116,7 +116,7 @@ def run_cli(args: list[str], cwd: Path, ranks: int = 1, timeout: float = 120) ->
     if ranks > 1:
         cmd = [str(VENV_BIN / "mpiexec"), "-n", str(ranks), *cmd]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ serial run; bad partition files are refused on every rank with a clear error, no
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ def test_bad_partitions_are_refused_on_every_rank(domain, workdir, eng):
     proc = eng.run_cli(domain.argv(path, part), cwd=workdir, ranks=3, timeout=90)
     assert proc.returncode == 2 and "PARTITION_COUNT" in proc.stderr
     # a catchment in two partitions (double counting) names the catchment
-    doc = json.loads(open(part).read())
+    doc = json.loads(Path(part).read_text())
     dup = doc["partitions"][0]["cat-ids"][0]
     doc["partitions"][1]["cat-ids"].append(dup)
     proc = eng.run_cli(domain.argv(path, eng.write_json(workdir / "dup.json", doc)), cwd=workdir, ranks=2, timeout=90)
@@ -80,3 +81,29 @@ def test_more_ranks_without_partition_file_is_an_error(domain, workdir, eng):
     path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
     proc = eng.run_cli(domain.argv(path), cwd=workdir, ranks=2, timeout=90)
     assert proc.returncode == 2 and "need a partition file" in proc.stderr
+
+
+def test_forcing_missing_on_one_rank_stops_every_rank(domain, workdir, eng):
+    """The cooperative NetCDF read must not leave the other rank waiting."""
+    import netCDF4
+
+    part, doc = _partition_file(domain, workdir, 2, "METIS")
+    victim = doc["partitions"][1]["cat-ids"][0]
+    keep = [c for c in domain.ids if c != victim]
+    src, dst = domain.netcdf, workdir / "partial.nc"
+    with netCDF4.Dataset(src) as a, netCDF4.Dataset(dst, "w") as b:
+        ids = [str(i) for i in a["ids"][:].tolist()]
+        rows = [ids.index(c) for c in keep]
+        b.createDimension("catchment-id", len(rows))
+        b.createDimension("time", len(a.dimensions["time"]))
+        v = b.createVariable("ids", str, ("catchment-id",))
+        v[:] = np.asarray(keep, dtype=object)
+        for name in ("Time", "precip_rate", "TMP_2maboveground", "DSWRF_surface"):
+            out = b.createVariable(name, a[name].dtype, ("catchment-id", "time"))
+            out.units = a[name].units
+            out[:] = a[name][:][rows]
+    doc = eng.realization(eng.cfe_formulation(), {"provider": "NetCDF", "path": str(dst)})
+    path = eng.write_json(workdir / "real.json", doc)
+    proc = eng.run_cli(domain.argv(path, part), cwd=workdir, ranks=2, timeout=90)
+    assert proc.returncode == 2
+    assert f"catchment {victim}: forcing: no forcing in" in proc.stderr and proc.stderr.count("ERROR:") == 1

@@ -39,10 +39,10 @@ def test_outputs_match_ngen_formats(domain, workdir, eng):
         header, *rows = text.splitlines()
         assert header == "Time Step,Time,Q_OUT,ACTUAL_ET" and len(rows) == eng.HOURS
         for k, row in enumerate(rows):
-            step, stamp, values = CAT_ROW.match(row).groups()
+            step, _stamp, values = CAT_ROW.match(row).groups()
             assert int(step) == k
             for v in values.split(","):
-                assert v == "%.9g" % float(v)  # 9 significant digits, C++ default notation
+                assert v == f"{float(v):.9g}"  # 9 significant digits, C++ default notation
         assert rows[0].split(",")[1] == eng.START and rows[-1].split(",")[1] == eng.END
         q[cid] = np.array([float(r.split(",")[2]) for r in rows])
     # nexus files: no header, "<step>, <time>, <m3/s>", flow = sum(Q_OUT m/h * area m2 / 3600)
@@ -57,8 +57,8 @@ def test_outputs_match_ngen_formats(domain, workdir, eng):
         assert len(rows) == eng.HOURS
         flows = []
         for k, row in enumerate(rows):
-            step, stamp, flow = NEX_ROW.match(row).groups()
-            assert int(step) == k and flow == "%.6g" % float(flow)
+            step, _stamp, flow = NEX_ROW.match(row).groups()
+            assert int(step) == k and flow == f"{float(flow):.6g}"
             flows.append(float(flow))
         expect = sum(q[c] * area[c] * 1e6 / 3600 for c, n in zip(domain.ids, net.cat_to_nex.tolist()) if n == j)
         np.testing.assert_allclose(flows, expect, rtol=6e-6, atol=1e-12)  # 6 significant digits
@@ -121,7 +121,7 @@ def test_hydrofabric_model_params_subsets_and_legacy_output(domain, workdir, eng
         ids = [str(i) for i in ds["ids"][:].tolist()]
         precip = np.asarray(ds["precip_rate"][ids.index(pick[0]), :], dtype=np.float64)
     got = [float(r.split(",")[2]) for r in (workdir / "legacy" / f"{pick[0]}.csv").read_text().splitlines()[1:]]
-    expect = [float("%.9g" % v) for v in precip * length[pick[0]] * 3600.0 / 1000.0]
+    expect = [float(f"{v:.9g}") for v in precip * length[pick[0]] * 3600.0 / 1000.0]
     assert got == expect
 
 
@@ -173,3 +173,22 @@ def test_cli_exit_codes(domain, workdir, eng):
                           eng.netcdf_forcing(domain))
     proc = eng.run_cli(domain.argv(eng.write_json(workdir / "native.json", doc)), cwd=workdir)
     assert proc.returncode == 2 and "needs the ngen binary" in proc.stderr
+
+
+def test_substeps_and_nexus_subset(domain, workdir, eng):
+    """A model with a 30-minute step is advanced twice per hourly output step (update_until);
+    a nexus subset limits the nexus files."""
+    cfg = workdir / "half.yml"
+    cfg.write_text("time_step_seconds: 1800\nscale: 2.0\n")
+    form = {"name": "bmi_python", "params": {"python_type": eng.PASS, "init_config": str(cfg),
+                                             "main_output_variable": "Q_OUT",
+                                             "variables_names_map": {eng.PRECIP: "precip_rate"}}}
+    path = eng.write_json(workdir / "half.json", eng.realization(form, eng.netcdf_forcing(domain)))
+    nexus = str(domain.network.nexus_ids[domain.network.cat_to_nex[0]])
+    result = run_engine([domain.gpkg, "all", domain.gpkg, nexus, path], cwd=str(workdir), stdout=io.StringIO())
+    assert result.steps == eng.HOURS
+    assert sorted(p.name for p in (workdir / "out").glob("*_output.csv")) == [f"{nexus}_output.csv"]
+    header, first = (workdir / "out" / f"{domain.ids[0]}.csv").read_text().splitlines()[:2]
+    assert header == "Time Step,Time,Q_OUT,PRECIP_RATE"  # default: every output of the model
+    q, p = (float(v) for v in first.split(",")[2:])
+    assert q == pytest.approx(p * 2.0 * 3.6, rel=1e-8)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_passthrough_and_pet():
 def test_init_configs_are_deterministic_per_catchment(tmp_path):
     a = write_init_configs(["cat-7", "cat-8"], tmp_path / "a")
     b = write_init_configs(["cat-8"], tmp_path / "b", fmt="yaml")
-    assert json.loads(open(a["cat-8"]).read()) == cfe_params("cat-8") | {"time_step_seconds": 3600}
+    assert json.loads(Path(a["cat-8"]).read_text()) == cfe_params("cat-8") | {"time_step_seconds": 3600}
     m1, m2 = CFE(), CFE()
     m1.initialize(a["cat-8"])
     m2.initialize(b["cat-8"])

@@ -10,6 +10,8 @@ neighbour instead of meeting it at every step; MPI's non-overtaking rule keeps s
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .domain import Domain
@@ -20,7 +22,7 @@ WINDOW = 8
 class NullExchange:
     """Serial run: nothing crosses ranks."""
 
-    recv_values: list[np.ndarray] = []
+    recv_values: ClassVar[list[np.ndarray]] = []
 
     def post(self, k: int, contributions: np.ndarray) -> None:
         pass

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -81,7 +81,7 @@ def _epochs(labels: list[str]) -> np.ndarray:
     out = np.empty(len(labels), dtype=np.int64)
     for i, s in enumerate(labels):
         d = datetime.fromisoformat(s.strip())
-        out[i] = int((d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp())
+        out[i] = int((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp())
     return out
 
 

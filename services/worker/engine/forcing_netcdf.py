@@ -7,7 +7,7 @@ Dimensions `catchment-id` and `time`; `ids(catchment-id)` strings; `Time(catchme
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def time_units_to_epoch(units: str) -> tuple[float, int]:
     if clock.count(":") == 1:
         clock += ":00"
     ref = datetime.strptime(f"{m.group(2)} {clock.split('.')[0]}", "%Y-%m-%d %H:%M:%S")
-    return _UNIT_SECONDS[m.group(1).lower()], int(ref.replace(tzinfo=timezone.utc).timestamp())
+    return _UNIT_SECONDS[m.group(1).lower()], int(ref.replace(tzinfo=UTC).timestamp())
 
 
 def _read_ids(ds) -> list[str]:

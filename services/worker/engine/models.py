@@ -65,6 +65,7 @@ class FormulationGroup:
         self.headers: list[str] = []
         self.main: tuple[int, str] = (0, "")
         self.full_range = False  # members == arange(n_local): forcing rows need no gather
+        self.chain_names: list[str] = []  # outputs published by the modules built so far
 
     # ---- setup ---------------------------------------------------------------------------------
     def forcing_needs(self) -> tuple[str, ...]:
@@ -112,11 +113,11 @@ class FormulationGroup:
 
     def gather(self, mod: ModuleRuntime, var: str) -> np.ndarray:
         """Current values of `var` for every member (a copy)."""
-        if len(mod.instances) == 1 and self.m > 1 or (len(mod.instances) == 1 and self.m == 1):
-            return np.array(mod.instances[0].get_value_ptr(var), dtype=np.float64).reshape(self.m)
+        if len(mod.instances) == 1:  # one (batched or single-catchment) instance
+            return np.array(_read(mod.instances[0], var, self.m), dtype=np.float64).reshape(self.m)
         out = np.empty(self.m)
         for inst, pos in zip(mod.instances, mod.positions):
-            out[pos] = np.asarray(inst.get_value_ptr(var), dtype=np.float64).reshape(-1)[0]
+            out[pos] = _read(inst, var, 1).reshape(-1)[0]
         return out
 
     def values(self, slot: tuple[int, str]) -> np.ndarray:
@@ -127,6 +128,14 @@ class FormulationGroup:
         for mod in self.modules:
             for inst in mod.instances:
                 inst.finalize()
+
+
+def _read(inst, var: str, size: int) -> np.ndarray:
+    """A BMI variable's values: the pointer when the model offers one, else a copy."""
+    try:
+        return np.asarray(inst.get_value_ptr(var))
+    except (NotImplementedError, AttributeError):
+        return inst.get_value(var, np.empty(size, dtype=np.float64))
 
 
 def _time_scale(inst, where: str, catchment: str) -> float:
@@ -180,7 +189,7 @@ def _build_module(spec: ModuleSpec, group: FormulationGroup, cat_index: np.ndarr
                 positions.append(np.array([i]))
     except ConfigError:
         raise
-    except Exception as exc:  # any model failure at Initialize is a configuration problem
+    except Exception as exc:  # noqa: BLE001 - any model failure at Initialize is a configuration problem
         raise ConfigError(f"{spec.python_type} failed to initialize: {exc}", catchment=group.ids[0],
                           field=where) from None
     for name, value in spec.model_params.items():
@@ -188,7 +197,7 @@ def _build_module(spec: ModuleSpec, group: FormulationGroup, cat_index: np.ndarr
         for inst, pos in zip(instances, positions):
             try:
                 inst.set_value(name, values[pos])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - third-party models raise anything
                 raise ConfigError(f"model rejected parameter: {exc}", catchment=group.ids[int(pos[0])],
                                   field=f"{spec.field}.params.model_params.{name}") from None
     first = instances[0]
@@ -208,7 +217,7 @@ def _build_module(spec: ModuleSpec, group: FormulationGroup, cat_index: np.ndarr
 
 
 def _wire_inputs(group: FormulationGroup, mod: ModuleRuntime) -> None:
-    published = set(group.chain_names) if hasattr(group, "chain_names") else set()
+    published = set(group.chain_names)
     for var in mod.instances[0].get_input_var_names():
         src = mod.spec.variables_names_map.get(var, var)
         if src in published:
@@ -230,7 +239,6 @@ def build_groups(catchment_ids: list[str], cat_index: np.ndarray, realization: R
         members_arr = np.asarray(members, dtype=np.int64)
         group = FormulationGroup(spec, members_arr, [catchment_ids[j] for j in members])
         group.full_range = len(members) == len(catchment_ids)
-        group.chain_names = []
         for mspec in spec.modules:
             mod = _build_module(mspec, group, cat_index[members_arr], attributes, cwd, batch, grid_interval)
             _wire_inputs(group, mod)

@@ -1,11 +1,11 @@
-"""Progress lines the worker parses from the engine's stdout (rank 0 only, flushed):
+r"""Progress lines the worker parses from the engine's stdout (rank 0 only, flushed):
 
     Running timestep <k> of <K>       k = 0-based index of the step about to run
     Finished <K> timesteps.            the run is complete
 
 `Running` lines come for the first and last step and every max(1, K // 100) steps, so a huge run
 prints ~100 of them. Fraction done when a line is seen: k / K; 1.0 at `Finished`.
-Regex: ^Running timestep (\\d+) of (\\d+)$  and  ^Finished (\\d+) timesteps\\.$
+Regex: ^Running timestep (\d+) of (\d+)$  and  ^Finished (\d+) timesteps\.$
 """
 from __future__ import annotations
 

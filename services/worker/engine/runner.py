@@ -18,7 +18,13 @@ import numpy as np
 
 from .args import EngineArgs, parse_argv
 from .comm import world
-from .domain import assign_from_partitions, assign_serial, build_domain, check_remote_connections, load_partitions
+from .domain import (
+    assign_from_partitions,
+    assign_serial,
+    build_domain,
+    check_remote_connections,
+    load_partitions,
+)
 from .errors import ConfigError, EngineError
 from .exchange import MpiExchange, NullExchange
 from .forcing import load_forcing
@@ -122,7 +128,7 @@ def _agreed(comm):
         yield
     except EngineError as exc:
         error = exc
-    except Exception as exc:  # a bug or unexpected model failure: still agree, then fail
+    except Exception as exc:  # noqa: BLE001 - a bug or model failure must still reach the agreement
         error = EngineError(f"setup failed: {type(exc).__name__}: {exc}")
     _agree(comm, error)
 
@@ -233,7 +239,10 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
     if rank == 0:
         for w in run.realization.warnings:
             print(f"WARNING: {w}", file=sys.stderr, flush=True)
-    os.makedirs(run.output_root, exist_ok=True)
+    try:
+        os.makedirs(run.output_root, exist_ok=True)
+    except OSError as exc:  # every rank sees the same path: all fail alike, none waits
+        raise ConfigError(f"cannot create output root {run.output_root}: {exc.strerror}", field="output.root") from None
     t_setup = time.perf_counter()
     exchange = MpiExchange(comm, run.domain, run.realization.time.n_steps) if size > 1 else NullExchange()
     progress = Progress(run.realization.time.n_steps, enabled=rank == 0, stream=out,

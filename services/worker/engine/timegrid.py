@@ -6,7 +6,7 @@ its start, start + k·interval. Times are UTC `YYYY-MM-DD HH:MM:SS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -16,7 +16,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 def parse_time(text: str) -> int:
     """`YYYY-MM-DD HH:MM:SS` (UTC) → epoch seconds; ValueError when malformed."""
     dt = datetime.strptime(text.strip(), TIME_FORMAT)
-    return int(dt.replace(tzinfo=timezone.utc).timestamp())
+    return int(dt.replace(tzinfo=UTC).timestamp())
 
 
 @dataclass(frozen=True)
@@ -39,4 +39,4 @@ class TimeGrid:
         return [s.replace("T", " ") for s in stamps.tolist()]
 
     def label(self, k: int) -> str:
-        return datetime.fromtimestamp(self.start + self.interval * k, tz=timezone.utc).strftime(TIME_FORMAT)
+        return datetime.fromtimestamp(self.start + self.interval * k, tz=UTC).strftime(TIME_FORMAT)

@@ -18,10 +18,12 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import yaml
 from bmipy import Bmi
+
 
 class ModelConfigError(ValueError):
     """A model init config is unreadable or names an unknown/invalid key."""
@@ -53,9 +55,9 @@ class ArrayBmi(Bmi):
     supports_batch = True
     _component_name = "array model"
     #: output name -> units
-    _outputs: dict[str, str] = {}
+    _outputs: ClassVar[dict[str, str]] = {}
     #: parameter name -> (units, default); settable with set_value (ngen `model_params`)
-    _params: dict[str, tuple[str, object]] = {}
+    _params: ClassVar[dict[str, tuple[str, object]]] = {}
     #: informational config keys accepted and ignored
     _ignored_keys: frozenset[str] = frozenset({"catchment_id", "id", "area_sqkm", "comment"})
 

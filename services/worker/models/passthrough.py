@@ -10,6 +10,8 @@ Init config (optional; may be an empty string): `scale` (1.0), `time_step_second
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .array_bmi import ArrayBmi
@@ -19,8 +21,8 @@ PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
 
 class PassThrough(ArrayBmi):
     _component_name = "DMOD pass-through"
-    _outputs = {"Q_OUT": "m h-1", "PRECIP_RATE": "mm s-1"}
-    _params = {"scale": ("1", 1.0)}
+    _outputs: ClassVar[dict[str, str]] = {"Q_OUT": "m h-1", "PRECIP_RATE": "mm s-1"}
+    _params: ClassVar[dict[str, tuple[str, object]]] = {"scale": ("1", 1.0)}
 
     def _inputs(self) -> dict[str, str]:
         return {PRECIP: "mm s-1"}

@@ -21,6 +21,8 @@ output `water_potential_evaporation_flux` [mm s-1] to the runoff model.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .array_bmi import ArrayBmi
@@ -49,8 +51,8 @@ class PriestleyTaylorPET(ArrayBmi):
     pressure_kpa (101.3), time_step_seconds (3600)."""
 
     _component_name = "DMOD Priestley-Taylor PET"
-    _outputs = {PET_FLUX: "mm s-1"}
-    _params = {
+    _outputs: ClassVar[dict[str, str]] = {PET_FLUX: "mm s-1"}
+    _params: ClassVar[dict[str, tuple[str, object]]] = {
         "pt_alpha": ("1", 1.26),
         "albedo": ("1", 0.23),
         "pressure_kpa": ("kPa", 101.3),
