@@ -277,17 +277,26 @@ async def dmod_watch(gateway: str, watchers: int, running_jobs: int, folder: Pat
                     raise RuntimeError(f"watch job {j.name} {j.state_reason}: {j.state_message}")
             await asyncio.sleep(0.2)
     channels = [grpc.aio.insecure_channel(gateway) for _ in range(max(1, watchers // 20))]
-    counts = {"events": 0, "streams_done": 0}
+    counts = {"events": 0, "streams_done": 0, "stream_errors": {}}
 
     async def watcher(i: int) -> None:
         name = jobs[i % len(jobs)].name
         stub = jobs_pb2_grpc.JobServiceStub(channels[i % len(channels)])
-        async for item in stub.WatchJob(jobs_pb2.WatchJobRequest(name=name, after_seq=current.get(name, 0))):
-            now = time.time()
-            if item.HasField("event"):
-                lat.append(now - item.event.time.ToNanoseconds() / 1e9)
-                counts["events"] += 1
-        counts["streams_done"] += 1
+        last = current.get(name, 0)
+        for _ in range(20):  # a broken stream is resumed from the last seq (no gaps, no duplicates)
+            try:
+                async for item in stub.WatchJob(jobs_pb2.WatchJobRequest(name=name, after_seq=last)):
+                    now = time.time()
+                    if item.HasField("event"):
+                        assert item.event.seq == last + 1, "gap or duplicate"
+                        last = item.event.seq
+                        lat.append(now - item.event.time.ToNanoseconds() / 1e9)
+                        counts["events"] += 1
+                counts["streams_done"] += 1
+                return
+            except grpc.aio.AioRpcError as exc:
+                key = f"{exc.code().name}: {exc.details()}"
+                counts["stream_errors"][key] = counts["stream_errors"].get(key, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(watcher(i) for i in range(watchers)))
@@ -295,6 +304,7 @@ async def dmod_watch(gateway: str, watchers: int, running_jobs: int, folder: Pat
     for c in channels:
         await c.close()
     return {"streams": watchers, "jobs": running_jobs, "events_delivered": counts["events"],
+            "streams_completed": counts["streams_done"], "stream_errors": counts["stream_errors"],
             "deliveries_per_s": round(counts["events"] / wall, 1), **summary(lat)}
 
 
@@ -338,6 +348,7 @@ async def run(args) -> dict:
         names = sub.pop("names")
         print("waiting for every job to finish ...", flush=True)
         ttr = await dmod_time_to_running(gateway, names, tag)
+        print(json.dumps({"bare": {"unary": unary, "fanout": fanout}, "submissions": sub, **ttr}), flush=True)
         print(f"DMOD: {args.watchers} WatchJob streams over {args.watch_jobs} running jobs ...", flush=True)
         watch = await dmod_watch(gateway, args.watchers, args.watch_jobs, Path(tempfile.mkdtemp(prefix="dmod-bw-")))
     finally:

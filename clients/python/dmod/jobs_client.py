@@ -16,8 +16,9 @@ PARADIGMS = {"single-node": jobs_pb2.ALLOCATION_PARADIGM_SINGLE_NODE, "fill-node
 PARTITION_METHODS = {"dfs-chunk": partitioner_pb2.PARTITION_METHOD_DFS_CHUNK,
                      "local-only": partitioner_pb2.PARTITION_METHOD_LOCAL_ONLY,
                      "metis": partitioner_pb2.PARTITION_METHOD_METIS}
+# CANCELLED: a proxy (Envoy) reset the stream, not us.
 _RESUMABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
-              grpc.StatusCode.DEADLINE_EXCEEDED}
+              grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
 def job_name(value: str) -> str:
