@@ -278,7 +278,7 @@ class SwarmLauncher(Launcher):
             return None
         return handle
 
-    async def _tasks(self, service_ids: list[str]) -> list[dict]:
+    async def _service_tasks(self, service_ids: list[str]) -> list[dict]:
         """Tasks of these services (a removed service has none; the filter 404s on it)."""
         out: list[dict] = []
         for sid in service_ids:
@@ -292,7 +292,7 @@ class SwarmLauncher(Launcher):
     async def _snapshot(self, handle: LaunchHandle) -> tuple[list[str], list[TaskView]]:
         ids = [s["id"] for s in handle.data.get("services", [])] or [handle.id]
         present = [s["ID"] for s in await self._api("services", params=self._filters(id=ids)) if s["ID"] in ids]
-        tasks = [TaskView.from_api(t) for t in await self._tasks(present)]
+        tasks = [TaskView.from_api(t) for t in await self._service_tasks(present)]
         return present, tasks
 
     async def inspect(self, handle: LaunchHandle) -> Inspection:
@@ -337,7 +337,7 @@ class SwarmLauncher(Launcher):
         labels = [f"{swarm_plan.LABEL_JOB}={handle.job}", f"{swarm_plan.LABEL_ATTEMPT}={handle.attempt}"]
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            tasks = await self._tasks(ids)
+            tasks = await self._service_tasks(ids)
             containers = await self._api("containers/json", params={**self._filters(label=labels), "all": "1"})
             running = [c for c in containers if c.get("State") in ("running", "restarting", "created", "paused")]
             if not tasks and not running:
