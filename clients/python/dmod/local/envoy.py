@@ -26,6 +26,9 @@ def _cluster(name: str, host: str, port: int, dns: bool) -> dict:
         "name": name,
         "type": "STRICT_DNS" if dns else "STATIC",
         "connect_timeout": "2s",
+        # Envoy's default breakers (1,024 concurrent requests) would cut long-lived watch streams.
+        "circuit_breakers": {"thresholds": [{"max_connections": 100000, "max_pending_requests": 100000,
+                                             "max_requests": 100000, "max_retries": 100}]},
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
