@@ -31,6 +31,9 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.max_concurrent_streams", 2_000),
+    # A large initial HTTP/2 receive window, so bulk client streams (dataset uploads) are not
+    # throttled by window updates when the host is busy (BDP probing still adapts it).
+    ("grpc.http2.lookahead_bytes", 16 << 20),
 ]
 
 

@@ -41,6 +41,9 @@ CHUNK = 1 << 20  # the server's largest accepted chunk
 SMALL_FILE = 4 << 20  # read whole, hashed before sending
 READ_AHEAD = 8
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
+# dmod.client's options plus a large initial HTTP/2 receive window: downloads are not throttled
+# by window updates when the host is busy.
+CHANNEL_OPTIONS = [*_client.CHANNEL_OPTIONS, ("grpc.http2.lookahead_bytes", 16 << 20)]
 
 # Short names for the enums.
 CONFIG, FORCING, HYDROFABRIC, OBSERVATION, OUTPUT = (
@@ -191,7 +194,8 @@ class DatasetsClient:
     def __init__(self, channel: grpc.aio.Channel | None = None, *, target: str | None = None,
                  metadata: tuple | None = None, timeout: float = 60.0):
         self._own = channel is None
-        self.channel = channel if channel is not None else _client.aio_channel(target)
+        self.channel = channel if channel is not None else grpc.aio.insecure_channel(
+            target or _client.gateway_address(), options=CHANNEL_OPTIONS)
         self.stub = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self.metadata = tuple(metadata) if metadata is not None else _client.metadata()
         self.timeout = timeout
