@@ -34,6 +34,7 @@ from dmod.services.jobs.datasets import DatasetError
 from dmod.services.jobs.launchers.base import LaunchError, LaunchHandle, LaunchRequest, Slice
 from dmod.services.jobs.preflight import Preflight, ValidationFailed
 from dmod.services.jobs.runtime import JobsRuntime
+from dmod.services.jobs.auto_evaluation import start_evaluation
 from dmod.services.jobs.staging import StagingFailed, create_output, create_partition
 from dmod.v1 import jobs_pb2
 
@@ -494,8 +495,15 @@ class Scheduler:
                 return False
             await ds.seal(output)
         size = sum(o.size_bytes for o in objects)
-        return await self._transition(row, states.SUCCEEDED, reason="SUCCEEDED",
-                                      message=f"{len(outputs)} output files ({size} bytes) sealed in {output}") or True
+        spec = jobs_pb2.JobSpec.FromString(row["spec"])
+        evaluation, note = "", ""
+        if spec.evaluation.observation_dataset:
+            resolved = json.loads(row["resolved"]) if isinstance(row["resolved"], str) else dict(row["resolved"])
+            evaluation, note = await start_evaluation(self.rt.channel(), self.rt.owner_metadata(row["owner"]),
+                                                      row["id"], spec, output, resolved.get("hydrofabric", ""))
+        return await self._transition(row, states.SUCCEEDED, reason="SUCCEEDED", evaluation=evaluation,
+                                      message=f"{len(outputs)} output files ({size} bytes) sealed in {output}"
+                                      + note) or True
 
     async def _cancel(self, row) -> bool:
         await self._stop_worker(row)
