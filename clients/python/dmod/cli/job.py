@@ -93,6 +93,7 @@ def submit(
     engine: str = typer.Option("auto", help="auto | ngen | embedded | noop"),
     max_attempts: int = typer.Option(0, help="retries of infrastructure failures (0: server default)"),
     label: list[str] | None = typer.Option(None, "--label", "-l", help="key=value (repeatable)"),
+    observations: str = typer.Option("", help="observation dataset: evaluate the outputs when the job succeeds"),
     request_id: str = typer.Option("", help="idempotency key: resubmitting returns the same job"),
     wait: bool = typer.Option(False, "--wait", "-w", help="follow the job; exit non-zero unless it SUCCEEDED"),
     as_json: bool = typer.Option(False, "--json"),
@@ -110,6 +111,8 @@ def submit(
                               paradigm=paradigm, partition_method=partition_method,
                               catchments=[c for c in catchments.split(",") if c], priority=priority,
                               timeout_seconds=timeout, engine=engine, max_attempts=max_attempts)
+            if observations:
+                spec.evaluation.observation_dataset = await resolve_dataset(channel, observations, md)
             job = (await stub.CreateJob(jobs_pb2.CreateJobRequest(spec=spec, labels=_labels(label),
                                                                   request_id=request_id), metadata=md)).job
             if as_json and not wait:
