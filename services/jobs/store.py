@@ -26,6 +26,23 @@ _SETTABLE = {"attempt", "progress_step", "progress_total", "output_dataset", "re
              "end_time", "queued_time", "not_before", "lease_owner", "lease_expires", "evaluation"}
 _JSON = {"resolved", "staged"}
 
+_INSERT_JOB = """INSERT INTO jobs (id, owner, request_id, spec, labels, priority, cpu_count, memory_bytes, state,
+                                   launcher, pool, last_event_seq, lease_owner, lease_expires)
+                 SELECT $1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, 1, $12,
+                        CASE WHEN $12::text IS NULL THEN NULL ELSE now() + make_interval(secs => $13) END
+                 {where} RETURNING *"""
+_INSERT_EVENT = """INSERT INTO job_events (job_id, seq, state, reason, message, attempt)
+                   SELECT id, 1, state, 'CREATED', 'job created', attempt FROM j RETURNING time"""
+# Foreign keys are checked at the end of the statement, so the key may name the job inserted
+# by the same statement.
+_CREATE = f"""WITH j AS ({_INSERT_JOB.format(where="")}), e AS ({_INSERT_EVENT})
+              SELECT j.*, e.time AS event_time FROM j, e"""
+_CREATE_KEYED = f"""WITH k AS (INSERT INTO job_request_keys (owner, request_id, request_hash, job_id)
+                               VALUES ($2, $3, $14, $1) ON CONFLICT DO NOTHING RETURNING job_id),
+                         j AS ({_INSERT_JOB.format(where="WHERE EXISTS (SELECT 1 FROM k)")}),
+                         e AS ({_INSERT_EVENT})
+                    SELECT j.*, e.time AS event_time FROM j, e"""
+
 
 def request_hash(spec: jobs_pb2.JobSpec, labels: dict[str, str]) -> str:
     h = hashlib.sha256(spec.SerializeToString(deterministic=True))
@@ -42,40 +59,38 @@ class JobStore:
     async def create(self, *, owner: str, request_id: str, spec: jobs_pb2.JobSpec, labels: dict[str, str],
                      pool: str, launcher: str, lease_owner: str | None, lease_seconds: float):
         """Insert a PENDING job (event seq 1). With a request_id, the same (owner, request_id) and
-        request returns the existing job; a different request with that id is ALREADY_EXISTS."""
+        request returns the existing job; a different request with that id is ALREADY_EXISTS.
+
+        One statement (one round trip, atomic): the idempotency key claims (owner, request_id)
+        with ON CONFLICT DO NOTHING, and the job row and its first event are inserted only if the
+        key was claimed. A concurrent create with the same key waits for the winner's commit and
+        then reads the winner's job."""
         digest = request_hash(spec, labels)
+        job_id = uuid.uuid4().hex
+        args = (job_id, owner, request_id, spec.SerializeToString(), json.dumps(labels), spec.priority,
+                spec.cpu_count, spec.memory_bytes, states.PENDING, launcher, pool, lease_owner, lease_seconds)
         for _ in range(3):
-            try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if request_id:
-                        key = await conn.fetchrow("SELECT job_id, request_hash FROM job_request_keys "
-                                                  "WHERE owner = $1 AND request_id = $2", owner, request_id)
-                        if key is not None:
-                            if key["request_hash"] != digest:
-                                raise AlreadyExists(
-                                    f"request_id {request_id!r} was used for a different job ({convert.job_name(key['job_id'])})",
-                                    reason="REQUEST_ID_REUSED", metadata={"job": convert.job_name(key["job_id"])})
-                            return await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", key["job_id"]), False
-                    job_id = uuid.uuid4().hex
-                    row = await conn.fetchrow(
-                        """INSERT INTO jobs (id, owner, request_id, spec, labels, priority, cpu_count, memory_bytes,
-                                             state, launcher, pool, last_event_seq, lease_owner, lease_expires)
-                           VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9, $10, $11, 1, $12,
-                                   CASE WHEN $12::text IS NULL THEN NULL
-                                        ELSE now() + make_interval(secs => $13) END)
-                           RETURNING *""",
-                        job_id, owner, request_id, spec.SerializeToString(), json.dumps(labels), spec.priority,
-                        spec.cpu_count, spec.memory_bytes, states.PENDING, launcher, pool, lease_owner, lease_seconds)
-                    event = await conn.fetchrow(
-                        "INSERT INTO job_events (job_id, seq, state, reason, message) VALUES ($1, 1, $2, 'CREATED', "
-                        "'job created') RETURNING *", job_id, states.PENDING)
-                    if request_id:
-                        await conn.execute("INSERT INTO job_request_keys (owner, request_id, request_hash, job_id) "
-                                           "VALUES ($1, $2, $3, $4)", owner, request_id, digest, job_id)
-            except asyncpg.UniqueViolationError:
-                continue  # a concurrent create with the same request_id won: read its job
-            await self._publish([convert.event_message(event)])
-            return row, True
+            if request_id:
+                row = await self.pool.fetchrow(_CREATE_KEYED, *args, digest)
+            else:
+                row = await self.pool.fetchrow(_CREATE, *args)
+            if row is not None:
+                event = jobs_pb2.JobEvent(job=convert.job_name(job_id), seq=1, state=states.PENDING, reason="CREATED",
+                                          message="job created", attempt=row["attempt"], progress=jobs_pb2.Progress())
+                event.time.CopyFrom(convert.ts(row["event_time"]))
+                await self._publish([event])
+                return row, True
+            key = await self.pool.fetchrow("SELECT job_id, request_hash FROM job_request_keys "
+                                           "WHERE owner = $1 AND request_id = $2", owner, request_id)
+            if key is None:
+                continue  # the key's job was deleted meanwhile: try again
+            if key["request_hash"] != digest:
+                raise AlreadyExists(
+                    f"request_id {request_id!r} was used for a different job ({convert.job_name(key['job_id'])})",
+                    reason="REQUEST_ID_REUSED", metadata={"job": convert.job_name(key["job_id"])})
+            existing = await self.pool.fetchrow("SELECT * FROM jobs WHERE id = $1", key["job_id"])
+            if existing is not None:
+                return existing, False
         raise AlreadyExists(f"request_id {request_id!r} is being used concurrently", reason="REQUEST_ID_CONFLICT")
 
     # ---- reads -------------------------------------------------------------------------------

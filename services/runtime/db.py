@@ -17,8 +17,17 @@ _MIGRATION_LOCK = 0x646D6F64  # "dmod"
 _FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Connection reset on release to the pool. asyncpg still rolls back an open transaction and
+    drops listeners first; the default reset query (`RESET ALL`, `UNLISTEN *`, `CLOSE ALL`,
+    `pg_advisory_unlock_all()`) is one more round trip per release, for session state DMOD never
+    creates (no SET, LISTEN, cursors outside transactions or session advisory locks: locks are
+    transaction-scoped, `pg_advisory_xact_lock`)."""
+
+
 async def create_pool(url: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60)
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=60,
+                                     reset=_keep_session)
 
 
 def migration_files(folder: Path) -> list[tuple[int, Path]]:
