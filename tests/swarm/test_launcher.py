@@ -43,8 +43,8 @@ sys.exit(int(os.environ.get('CODE', '0')))
 """
 
 
-def slice_of(node, cpus=1) -> Slice:
-    return Slice(node.name, node.hostname, cpus, 128 << 20)
+def slice_of(node, cpus=1, memory=128 << 20) -> Slice:
+    return Slice(node.name, node.hostname, cpus, memory)
 
 
 def make_request(node, attempt=1, job=None, **env) -> LaunchRequest:
@@ -194,7 +194,7 @@ async def test_mpi_spans_two_containers_over_ssh_and_matches_a_local_run(docker_
     try:
         (node,) = await launcher.nodes()
         request = LaunchRequest(job=f"jobs/mpi{uuid.uuid4().hex[:8]}", attempt=1,
-                                slices=(slice_of(node), slice_of(node)), token="tok-1", server="127.0.0.1:9",
+                                slices=(slice_of(node, memory=1 << 30), slice_of(node, memory=1 << 30)), token="tok-1", server="127.0.0.1:9",
                                 engine="embedded", env={"DMOD_SPEC": "/data/spec.json"})
         handle = await launcher.launch(request)
         assert handle.data["mode"] == "per-slice" and len(handle.data["services"]) == 2

@@ -119,6 +119,23 @@ def is_local(addr: str) -> bool:
             return False
 
 
+def iface_of(addr: str) -> str:
+    """The network interface holding `addr` (the `mpi` overlay one): MPI's control and data traffic
+    must use it, not the gateway bridge, which does not cross nodes."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                raw = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
+            except OSError:
+                continue
+            if socket.inet_ntoa(raw[20:24]) == addr:
+                return name
+    return ""
+
+
 def port_open(addr: str, port: int) -> bool:
     try:
         with socket.create_connection((addr, port), timeout=1):
@@ -174,11 +191,15 @@ def run_rank0(env: dict[str, str], token: str, peers: list[PeerGroup], port: int
     lines = hostfile_lines(peers, resolved, own)
     hostfile = SSH_DIR / "hostfile"
     _write(hostfile, "\n".join(lines), 0o644)
-    say(f"hostfile: {' '.join(lines)}")
+    say(f"hostfile: {' '.join(lines)} (interface {iface_of(lines[0].rsplit(':', 1)[0]) or '?'})")
     launch = launcher_shim()
+    iface = iface_of(lines[0].rsplit(":", 1)[0])
+    net_env = {"HYDRA_IFACE": iface, "FI_TCP_IFACE": iface, "FI_SOCKETS_IFACE": iface,
+               "MPIR_CVAR_NEMESIS_TCP_NETWORK_IFACE": iface, "OMPI_MCA_btl_tcp_if_include": iface,
+               "OMPI_MCA_oob_tcp_if_include": iface} if iface else {}
     agent_env = {**env, "DMOD_TOKEN": token, "DMOD_MPI_HOSTFILE": str(hostfile), "HYDRA_HOST_FILE": str(hostfile),
                  "HYDRA_LAUNCHER": "ssh", "HYDRA_LAUNCHER_EXEC": launch,
-                 "OMPI_MCA_orte_default_hostfile": str(hostfile), "OMPI_MCA_plm_rsh_agent": launch}
+                 "OMPI_MCA_orte_default_hostfile": str(hostfile), "OMPI_MCA_plm_rsh_agent": launch, **net_env}
     others = [line.rsplit(":", 1)[0] for line in lines[1:]]
     agent = subprocess.Popen(agent_command(env), env=agent_env, stdin=subprocess.DEVNULL)
     try:
@@ -189,6 +210,9 @@ def run_rank0(env: dict[str, str], token: str, peers: list[PeerGroup], port: int
                 say("SIGTERM: stopping the agent")
                 agent.send_signal(signal.SIGTERM)
     finally:
+        if env.get("DMOD_SWARM_DEBUG_HOLD"):  # debugging: keep every replica up for `docker exec`
+            say("DMOD_SWARM_DEBUG_HOLD: holding")
+            time.sleep(float(env["DMOD_SWARM_DEBUG_HOLD"]))
         stop_peers(others)
 
 
