@@ -154,10 +154,11 @@ async def test_resume_on_a_server_without_hash_state(ds, dataset, settings):
     meta = datasets_pb2.UploadMetadata(parent=dataset.name, path="moved.bin", size_bytes=len(data),
                                        upload_id=upload_id)
     call, task = await _stalled_upload(ds, meta, data, PART_SIZE + MiB)
-    committed = await _wait_committed(ds, upload_id, PART_SIZE)
+    await _wait_committed(ds, upload_id, PART_SIZE)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    committed = (await ds.upload_status(upload_id)).committed_bytes  # what a resuming client asks first
     other = Server(["datasets"], settings)
     port = await other.start()
     try:
@@ -216,6 +217,10 @@ async def test_bad_paths_and_chunks_are_field_violations(ds, dataset):
         await ds.stub.UploadObject(upload_messages(
             datasets_pb2.UploadMetadata(parent=dataset.name, path="short.bin", size_bytes=10), b"12345"))
     assert "metadata.size_bytes" in violations(err.value)
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # neither size nor checksum: a cut stream could look whole
+        await ds.stub.UploadObject(upload_messages(
+            datasets_pb2.UploadMetadata(parent=dataset.name, path="unknown.bin"), b"12345"))
+    assert reason(err.value) == "SIZE_OR_CHECKSUM_REQUIRED"
     assert await ds.list_objects(dataset.name) == []
 
 

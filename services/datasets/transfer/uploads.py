@@ -213,7 +213,16 @@ class Session:
         if self.multipart_id is None:
             await self.start_multipart()
         await self.slots.acquire()
-        self.pending[number] = asyncio.ensure_future(self._part(number, data, hashed))
+        task = asyncio.ensure_future(self._part(number, data, hashed))
+        self.pending[number] = task
+        # Bookkeeping in a callback: it runs even for a task cancelled before it started.
+        task.add_done_callback(lambda t, n=number: self._part_done(n, t))
+
+    def _part_done(self, number: int, task: asyncio.Task) -> None:
+        self.pending.pop(number, None)
+        self.slots.release()
+        if task.cancelled() and self.failure is None:
+            self.failure = asyncio.CancelledError(f"part {number} was cancelled")
 
     async def _part(self, number: int, data: bytes, hashed: asyncio.Task) -> None:
         try:
@@ -224,9 +233,6 @@ class Session:
         except BaseException as exc:  # noqa: BLE001 - surfaced by accept()/finish()
             if self.failure is None:
                 self.failure = exc
-        finally:
-            self.pending.pop(number, None)
-            self.slots.release()
 
     async def _advance(self) -> None:
         """Move acknowledged parts, in order, into the committed prefix and record it."""
@@ -258,11 +264,17 @@ class Session:
         self.has_row = True
 
     async def drain(self) -> None:
+        """Wait for the parts in flight. `asyncio.wait`, not `gather`: cancelling the waiter (the
+        client went away) must not cancel parts S3 is already receiving."""
         while self.pending:
-            await asyncio.gather(*list(self.pending.values()), return_exceptions=True)
+            await asyncio.wait(list(self.pending.values()))
 
     # ---- finishing ---------------------------------------------------------------------------
     async def finish(self):
+        if self.size < 0 and not self.sha256:
+            raise InvalidArgument(("metadata.size_bytes", ("declare the size (or send a SHA-256) so that a cut stream "
+                                                          "can never be stored as a complete object")),
+                                  reason="SIZE_OR_CHECKSUM_REQUIRED")
         if self.size >= 0 and self.received != self.size:
             raise InvalidArgument(("metadata.size_bytes", (f"declared {self.size} bytes, the stream ended after "
                                                           f"{self.received}")), reason="SIZE_MISMATCH")
@@ -383,6 +395,7 @@ class Uploads:
         try:
             session = await self._open(target, upload_id, live)
             await session.receive(requests)
+            await asyncio.sleep(0)  # a client cancel can end the request stream before it is flagged
             if context.cancelled():
                 raise asyncio.CancelledError()
             obj = await session.finish()
