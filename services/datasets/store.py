@@ -160,22 +160,28 @@ async def list_objects(conn, dataset_id: uuid.UUID, *, prefix: str, after: str |
 
 async def commit_object(conn, *, dataset_id: uuid.UUID, path: str, size: int, sha256: str, content_type: str,
                         s3_key: str, upload_id: uuid.UUID):
-    """Make an uploaded version the object at `path` (caller holds the dataset row lock).
+    """Make an uploaded version the object at `path`, keeping the dataset's counters, in one
+    statement. The caller holds the dataset row lock (so `prev` cannot be stale).
     Returns (object row, S3 key of the replaced version or None)."""
-    previous = await conn.fetchrow("SELECT s3_key, size_bytes FROM dataset_objects WHERE dataset_id = $1 AND path = $2",
-                                   dataset_id, path)
     row = await conn.fetchrow(
-        f"""INSERT INTO dataset_objects (dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes, sha256 = EXCLUDED.sha256,
-                content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key, upload_id = EXCLUDED.upload_id,
-                create_time = now()
-            RETURNING {_OBJECT_COLUMNS}""",
+        f"""WITH prev AS (
+                SELECT s3_key, size_bytes FROM dataset_objects WHERE dataset_id = $1 AND path = $2
+            ), up AS (
+                INSERT INTO dataset_objects (dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes,
+                    sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key,
+                    upload_id = EXCLUDED.upload_id, create_time = now()
+                RETURNING {_OBJECT_COLUMNS}
+            ), counters AS (
+                UPDATE datasets SET size_bytes = size_bytes + $3 - COALESCE((SELECT size_bytes FROM prev), 0),
+                    object_count = object_count + (CASE WHEN EXISTS (SELECT 1 FROM prev) THEN 0 ELSE 1 END),
+                    update_time = now()
+                WHERE id = $1
+            )
+            SELECT up.*, (SELECT s3_key FROM prev) AS replaced FROM up""",
         dataset_id, path, size, sha256, content_type, s3_key, upload_id)
-    delta_size = size - (previous["size_bytes"] if previous else 0)
-    await conn.execute("UPDATE datasets SET size_bytes = size_bytes + $2, object_count = object_count + $3, "
-                       "update_time = now() WHERE id = $1", dataset_id, delta_size, 0 if previous else 1)
-    return row, (previous["s3_key"] if previous else None)
+    return row, row["replaced"]
 
 
 async def delete_object(conn, dataset_id: uuid.UUID, path: str):
