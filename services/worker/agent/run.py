@@ -42,6 +42,9 @@ def model_command(engine: str) -> tuple[list[str], str]:
 
 def hostfile(root: Path, slices: list[tuple[str, int]]) -> Path | None:
     """`host:slots` lines when the allocation spans several hosts."""
+    given = os.environ.get("DMOD_MPI_HOSTFILE")  # the swarm replica entry's (container addresses, rank 0 first)
+    if given:
+        return Path(given)
     hosts = {h for h, _ in slices}
     if len(hosts) <= 1:
         return None
