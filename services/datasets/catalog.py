@@ -54,7 +54,7 @@ class Catalog:
             rows = await store.list_datasets(conn, after=after, limit=size + 1, **filters)
         page, more = rows[:size], len(rows) > size
         token = pagination.encode([page[-1]["create_time"].isoformat(), str(page[-1]["id"])], filters) if more else ""
-        return datasets_pb2.ListDatasetsResponse(datasets=[convert.dataset(r) for r in page], next_page_token=token)
+        return datasets_pb2.ListDatasetsResponse(datasets=[convert.dataset(r, domain_codec.MAX_VALUES_IN_LISTS) for r in page], next_page_token=token)
 
     # ---- create / update -----------------------------------------------------------------
     async def create(self, request: datasets_pb2.CreateDatasetRequest) -> datasets_pb2.CreateDatasetResponse:

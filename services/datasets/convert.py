@@ -22,10 +22,11 @@ def dataset_domain(row):
     return domain_codec.from_json(loads(row["domain"]))
 
 
-def dataset(row) -> datasets_pb2.Dataset:
+def dataset(row, max_values: int = domain_codec.MAX_VALUES) -> datasets_pb2.Dataset:
     pb = datasets_pb2.Dataset(
         name=names.dataset_name(row["id"]), display_name=row["display_name"], owner=row["owner"],
-        category=row["category"], data_format=row["data_format"], domain=domain_codec.to_proto(dataset_domain(row)),
+        category=row["category"], data_format=row["data_format"],
+        domain=domain_codec.to_proto(dataset_domain(row), max_values),
         description=row["description"], labels=loads(row["labels"]), state=row["state"],
         size_bytes=row["size_bytes"], object_count=row["object_count"], derived_from=list(row["derived_from"]),
         create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]))

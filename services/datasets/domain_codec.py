@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 
 from google.protobuf import timestamp_pb2
 
@@ -29,6 +30,11 @@ def _dt_to_ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
+# Values listed per discrete restriction in responses (value_count tells the real size).
+MAX_VALUES = 20_000
+MAX_VALUES_IN_LISTS = 1_000
+
+
 def from_proto(pb: domain_pb2.Domain, field: str = "domain") -> Domain:
     """Validate and normalise (one restriction per index; repeated ones are merged)."""
     result = Domain()
@@ -52,6 +58,10 @@ def from_proto(pb: domain_pb2.Domain, field: str = "domain") -> Domain:
             violations.append((f"{where}.index", "must be a known non-TIME StandardIndex"))
             continue
         values = [v.strip() for v in d.values]
+        if d.value_count > len(values):
+            violations.append((f"{where}.values", (f"lists {len(values)} of {d.value_count} values (a truncated "
+                                                  "domain from a response); send every value")))
+            continue
         if any(not v for v in values):
             violations.append((f"{where}.values", "values must be non-empty strings"))
             continue
@@ -61,12 +71,16 @@ def from_proto(pb: domain_pb2.Domain, field: str = "domain") -> Domain:
     return result
 
 
-def to_proto(d: Domain) -> domain_pb2.Domain:
+def to_proto(d: Domain, max_values: int = MAX_VALUES) -> domain_pb2.Domain:
+    """At most `max_values` values per discrete restriction (the first, in natural order);
+    `value_count` always carries the real number."""
     pb = domain_pb2.Domain()
     for index, r in sorted(d.continuous.items()):
         pb.continuous.add(index=index, begin_time=_dt_to_ts(r.begin), end_time=_dt_to_ts(r.end))
     for index, values in sorted(d.discrete.items()):
-        pb.discrete.add(index=index, values=sorted(values, key=natural_key))
+        ordered = sorted(values, key=natural_key) if len(values) <= max_values else \
+            heapq.nsmallest(max_values, values, key=natural_key)
+        pb.discrete.add(index=index, values=ordered, value_count=len(values))
     return pb
 
 

@@ -130,3 +130,24 @@ async def test_other_users_cannot_change_a_dataset(ds, dataset, stack):
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     got = await ds.stub.GetDataset(datasets_pb2.GetDatasetRequest(name=dataset.name), metadata=mallory)
     assert got.dataset.name == dataset.name  # reading is fine
+
+
+async def test_large_domains_are_listed_in_part_but_matched_in_full(ds):
+    from dmod.datasets_client import requirement
+
+    cats = [f"cat-{i}" for i in range(1, 25_001)]
+    d = await ds.create_dataset(f"big-{uuid.uuid4().hex[:8]}", FORCING, domain=make_domain(
+        time=("2015-12-01", "2016-01-01"), catchments=cats))
+    got = (await ds.get_dataset(d.name)).domain.discrete[0]
+    assert got.value_count == 25_000 and len(got.values) == 20_000 and got.values[-1] == "cat-20000"
+    listed = next(x for x in await ds.list_datasets(limit=20) if x.name == d.name).domain.discrete[0]
+    assert listed.value_count == 25_000 and len(listed.values) == 1_000
+    await ds.upload_bytes(d.name, "x", b"x")
+    await ds.seal_dataset(d.name)
+    reply = await ds.search(requirement(FORCING, domain=make_domain(time=("2015-12-01", "2015-12-02"),
+                                                                    catchments=["cat-24999", "cat-25000"])))
+    assert d.name in [c.dataset for c in reply.candidates if c.accepted]
+    truncated = (await ds.get_dataset(d.name)).domain
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # a truncated domain cannot be written back
+        await ds.create_dataset(f"copy-{uuid.uuid4().hex[:8]}", FORCING, domain=truncated)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -126,8 +126,9 @@ def domain_lines(domain: domain_pb2.Domain, limit: int = 6) -> list[str]:
                      f"{_fmt_time(c.begin_time)} .. {_fmt_time(c.end_time)} (end exclusive)")
     for r in domain.discrete:
         name = domain_pb2.StandardIndex.Name(r.index).removeprefix("STANDARD_INDEX_")
-        shown = ", ".join(r.values[:limit]) + (f" … (+{len(r.values) - limit})" if len(r.values) > limit else "")
-        lines.append(f"{name}: {shown or '(all)'}" + (f"  [{len(r.values)}]" if len(r.values) > limit else ""))
+        count = max(r.value_count, len(r.values))
+        shown = ", ".join(r.values[:limit]) + (f" … (+{count - limit})" if count > limit else "")
+        lines.append(f"{name}: {shown or '(all)'}" + (f"  [{count}]" if count > limit else ""))
     return lines or ["(empty)"]
 
 

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64mod/v1/domain.proto\x12\x07\x64mod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x15\x43ontinuousRestriction\x12%\n\x05index\x18\x01 \x01(\x0e\x32\x16.dmod.v1.StandardIndex\x12.\n\nbegin_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x13\x44iscreteRestriction\x12%\n\x05index\x18\x01 \x01(\x0e\x32\x16.dmod.v1.StandardIndex\x12\x0e\n\x06values\x18\x02 \x03(\t\"l\n\x06\x44omain\x12\x32\n\ncontinuous\x18\x01 \x03(\x0b\x32\x1e.dmod.v1.ContinuousRestriction\x12.\n\x08\x64iscrete\x18\x02 \x03(\x0b\x32\x1c.dmod.v1.DiscreteRestriction\"\x94\x01\n\x0f\x44\x61taRequirement\x12\'\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x15.dmod.v1.DataCategory\x12(\n\x0b\x64\x61ta_format\x18\x02 \x01(\x0e\x32\x13.dmod.v1.DataFormat\x12\x1f\n\x06\x64omain\x18\x03 \x01(\x0b\x32\x0f.dmod.v1.Domain\x12\r\n\x05owner\x18\x04 \x01(\t*\xba\x01\n\x0c\x44\x61taCategory\x12\x1d\n\x19\x44\x41TA_CATEGORY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_CATEGORY_CONFIG\x10\x01\x12\x19\n\x15\x44\x41TA_CATEGORY_FORCING\x10\x02\x12\x1d\n\x19\x44\x41TA_CATEGORY_HYDROFABRIC\x10\x03\x12\x1d\n\x19\x44\x41TA_CATEGORY_OBSERVATION\x10\x04\x12\x18\n\x14\x44\x41TA_CATEGORY_OUTPUT\x10\x05*\xa4\x03\n\nDataFormat\x12\x1b\n\x17\x44\x41TA_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_FORMAT_AORC_CSV\x10\x01\x12\x1e\n\x1a\x44\x41TA_FORMAT_NETCDF_FORCING\x10\x02\x12\'\n#DATA_FORMAT_NGEN_REALIZATION_CONFIG\x10\x03\x12+\n\'DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC\x10\x04\x12(\n$DATA_FORMAT_NGEN_GEOJSON_HYDROFABRIC\x10\x05\x12%\n!DATA_FORMAT_NGEN_PARTITION_CONFIG\x10\x06\x12\x1a\n\x16\x44\x41TA_FORMAT_BMI_CONFIG\x10\x07\x12\x1f\n\x1b\x44\x41TA_FORMAT_NGEN_CSV_OUTPUT\x10\x08\x12\x1f\n\x1b\x44\x41TA_FORMAT_OBSERVATION_CSV\x10\t\x12\x17\n\x13\x44\x41TA_FORMAT_GENERIC\x10\n\x12!\n\x1d\x44\x41TA_FORMAT_EVALUATION_RESULT\x10\x0b*\x94\x02\n\rStandardIndex\x12\x1e\n\x1aSTANDARD_INDEX_UNSPECIFIED\x10\x00\x12\x17\n\x13STANDARD_INDEX_TIME\x10\x01\x12\x1f\n\x1bSTANDARD_INDEX_CATCHMENT_ID\x10\x02\x12!\n\x1dSTANDARD_INDEX_HYDROFABRIC_ID\x10\x03\x12\x1a\n\x16STANDARD_INDEX_DATA_ID\x10\x04\x12\x19\n\x15STANDARD_INDEX_LENGTH\x10\x05\x12\x1a\n\x16STANDARD_INDEX_GAGE_ID\x10\x06\x12\x1b\n\x17STANDARD_INDEX_NEXUS_ID\x10\x07\x12\x16\n\x12STANDARD_INDEX_VPU\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64mod/v1/domain.proto\x12\x07\x64mod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x01\n\x15\x43ontinuousRestriction\x12%\n\x05index\x18\x01 \x01(\x0e\x32\x16.dmod.v1.StandardIndex\x12.\n\nbegin_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x13\x44iscreteRestriction\x12%\n\x05index\x18\x01 \x01(\x0e\x32\x16.dmod.v1.StandardIndex\x12\x0e\n\x06values\x18\x02 \x03(\t\x12\x13\n\x0bvalue_count\x18\x03 \x01(\x03\"l\n\x06\x44omain\x12\x32\n\ncontinuous\x18\x01 \x03(\x0b\x32\x1e.dmod.v1.ContinuousRestriction\x12.\n\x08\x64iscrete\x18\x02 \x03(\x0b\x32\x1c.dmod.v1.DiscreteRestriction\"\x94\x01\n\x0f\x44\x61taRequirement\x12\'\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x15.dmod.v1.DataCategory\x12(\n\x0b\x64\x61ta_format\x18\x02 \x01(\x0e\x32\x13.dmod.v1.DataFormat\x12\x1f\n\x06\x64omain\x18\x03 \x01(\x0b\x32\x0f.dmod.v1.Domain\x12\r\n\x05owner\x18\x04 \x01(\t*\xba\x01\n\x0c\x44\x61taCategory\x12\x1d\n\x19\x44\x41TA_CATEGORY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_CATEGORY_CONFIG\x10\x01\x12\x19\n\x15\x44\x41TA_CATEGORY_FORCING\x10\x02\x12\x1d\n\x19\x44\x41TA_CATEGORY_HYDROFABRIC\x10\x03\x12\x1d\n\x19\x44\x41TA_CATEGORY_OBSERVATION\x10\x04\x12\x18\n\x14\x44\x41TA_CATEGORY_OUTPUT\x10\x05*\xa4\x03\n\nDataFormat\x12\x1b\n\x17\x44\x41TA_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x41TA_FORMAT_AORC_CSV\x10\x01\x12\x1e\n\x1a\x44\x41TA_FORMAT_NETCDF_FORCING\x10\x02\x12\'\n#DATA_FORMAT_NGEN_REALIZATION_CONFIG\x10\x03\x12+\n\'DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC\x10\x04\x12(\n$DATA_FORMAT_NGEN_GEOJSON_HYDROFABRIC\x10\x05\x12%\n!DATA_FORMAT_NGEN_PARTITION_CONFIG\x10\x06\x12\x1a\n\x16\x44\x41TA_FORMAT_BMI_CONFIG\x10\x07\x12\x1f\n\x1b\x44\x41TA_FORMAT_NGEN_CSV_OUTPUT\x10\x08\x12\x1f\n\x1b\x44\x41TA_FORMAT_OBSERVATION_CSV\x10\t\x12\x17\n\x13\x44\x41TA_FORMAT_GENERIC\x10\n\x12!\n\x1d\x44\x41TA_FORMAT_EVALUATION_RESULT\x10\x0b*\x94\x02\n\rStandardIndex\x12\x1e\n\x1aSTANDARD_INDEX_UNSPECIFIED\x10\x00\x12\x17\n\x13STANDARD_INDEX_TIME\x10\x01\x12\x1f\n\x1bSTANDARD_INDEX_CATCHMENT_ID\x10\x02\x12!\n\x1dSTANDARD_INDEX_HYDROFABRIC_ID\x10\x03\x12\x1a\n\x16STANDARD_INDEX_DATA_ID\x10\x04\x12\x19\n\x15STANDARD_INDEX_LENGTH\x10\x05\x12\x1a\n\x16STANDARD_INDEX_GAGE_ID\x10\x06\x12\x1b\n\x17STANDARD_INDEX_NEXUS_ID\x10\x07\x12\x16\n\x12STANDARD_INDEX_VPU\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dmod.v1.domain_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATACATEGORY']._serialized_start=565
-  _globals['_DATACATEGORY']._serialized_end=751
-  _globals['_DATAFORMAT']._serialized_start=754
-  _globals['_DATAFORMAT']._serialized_end=1174
-  _globals['_STANDARDINDEX']._serialized_start=1177
-  _globals['_STANDARDINDEX']._serialized_end=1453
+  _globals['_DATACATEGORY']._serialized_start=586
+  _globals['_DATACATEGORY']._serialized_end=772
+  _globals['_DATAFORMAT']._serialized_start=775
+  _globals['_DATAFORMAT']._serialized_end=1195
+  _globals['_STANDARDINDEX']._serialized_start=1198
+  _globals['_STANDARDINDEX']._serialized_end=1474
   _globals['_CONTINUOUSRESTRICTION']._serialized_start=67
   _globals['_CONTINUOUSRESTRICTION']._serialized_end=223
   _globals['_DISCRETERESTRICTION']._serialized_start=225
-  _globals['_DISCRETERESTRICTION']._serialized_end=301
-  _globals['_DOMAIN']._serialized_start=303
-  _globals['_DOMAIN']._serialized_end=411
-  _globals['_DATAREQUIREMENT']._serialized_start=414
-  _globals['_DATAREQUIREMENT']._serialized_end=562
+  _globals['_DISCRETERESTRICTION']._serialized_end=322
+  _globals['_DOMAIN']._serialized_start=324
+  _globals['_DOMAIN']._serialized_end=432
+  _globals['_DATAREQUIREMENT']._serialized_start=435
+  _globals['_DATAREQUIREMENT']._serialized_end=583
 # @@protoc_insertion_point(module_scope)

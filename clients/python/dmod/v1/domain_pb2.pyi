@@ -147,7 +147,13 @@ class DiscreteRestriction(_message.Message):
 
     INDEX_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
+    VALUE_COUNT_FIELD_NUMBER: _builtins.int
     index: Global___StandardIndex.ValueType
+    value_count: _builtins.int
+    """Output only: how many values the restriction has. Responses list at most a bounded number
+    of values (natural order) to stay within message limits; when value_count > len(values) the
+    list is truncated (the server still matches on the full set). Ignored in requests.
+    """
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -155,10 +161,11 @@ class DiscreteRestriction(_message.Message):
         *,
         index: Global___StandardIndex.ValueType = ...,
         values: _abc.Iterable[_builtins.str] | None = ...,
+        value_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "values", b"values"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "value_count", b"value_count", "values", b"values"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
