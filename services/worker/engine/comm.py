@@ -6,6 +6,7 @@ is given, so a serial in-process run (e.g. from the worker agent) never initiali
 from __future__ import annotations
 
 import os
+import time
 
 _LAUNCHER_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
@@ -25,3 +26,27 @@ def world(partitioned: bool):
     if comm.size == 1:
         return None, 0, 1, int(tag_ub)
     return comm, comm.rank, comm.size, int(tag_ub)
+
+
+#: failed polls before a waiting rank starts sleeping between polls
+SPINS = 200
+NAP = 0.0002
+
+
+def wait_all(requests) -> None:
+    """Like MPI Waitall, but a rank that has to wait yields its core after a short spin: MPICH
+    busy-polls, and on a full (or oversubscribed) node a spinning rank takes the CPU from the
+    very rank it is waiting for."""
+    from mpi4py import MPI
+
+    spins = 0
+    while not MPI.Request.Testall(requests):
+        spins += 1
+        if spins > SPINS:
+            time.sleep(NAP)
+
+
+def polite_barrier(comm) -> None:
+    """Barrier that naps while waiting (see wait_all); used before blocking object collectives
+    that ranks may reach at different times."""
+    wait_all([comm.Ibarrier()])

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .comm import wait_all
 from .domain import Domain
 
 WINDOW = 8
@@ -74,7 +75,7 @@ class MpiExchange:
         k = self.active[s]
         if k < 0:
             return
-        self._MPI.Request.Waitall(self.requests[s])
+        wait_all(self.requests[s])
         self.received[k] = self.recv_buf[s]
         self.active[s] = -1
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .comm import polite_barrier
 from .errors import ConfigError
 from .forcing_netcdf import finish, open_forcing, plan_rows, read_netcdf_forcing, read_range
 from .timegrid import TimeGrid
@@ -30,6 +31,7 @@ def read_netcdf_shared(comm, path: str, catchment_ids: list[str], variables: lis
         error = exc
     window = int(first[0]) if first.size and (first == first[0]).all() else (-1 if first.size else -2)
     n_file = len(ds.dimensions["catchment-id"]) if ds is not None and "catchment-id" in ds.dimensions else 0
+    polite_barrier(comm)
     status = comm.allgather(None if error else (window, n_file))
     try:
         if any(s is None for s in status):

@@ -17,7 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from .args import EngineArgs, parse_argv
-from .comm import world
+from .comm import polite_barrier, world
 from .domain import (
     assign_from_partitions,
     assign_serial,
@@ -74,14 +74,16 @@ def _hydrofabric_columns(real: Realization) -> list[str]:
 
 
 def _load_network(args: EngineArgs, real: Realization, cwd: str):
-    from dmod.services.hydrofabric import load_network
+    # read_topology + build_network rather than load_network: the engine has no use for the
+    # content hash, and every rank would read the whole file again just to compute it
+    from dmod.services.hydrofabric import build_network, read_topology
 
     cat_path, nex_path = resolve(args.catchment_path, cwd), resolve(args.nexus_path, cwd)
     for p, what in ((cat_path, "catchment data"), (nex_path, "nexus data")):
         if not os.path.exists(p):
             raise ConfigError(f"{what} file {p} does not exist", field="command line")
     try:
-        return load_network(cat_path, nex_path, attributes=_hydrofabric_columns(real))
+        return build_network(read_topology(cat_path, nex_path, _hydrofabric_columns(real)), "")
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot read hydrofabric: {exc}", field=cat_path) from None
 
@@ -139,6 +141,7 @@ def _agree(comm, error: EngineError | None) -> None:
         if error is not None:
             raise error
         return
+    polite_barrier(comm)  # ranks finish setup phases at different times
     errors = comm.allgather(None if error is None else (error.exit_code, str(error)))
     failed = [(r, e) for r, e in enumerate(errors) if e is not None]
     if not failed:
@@ -224,7 +227,7 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
     batch: vectorise models that support it (default on; DMOD_ENGINE_BATCH=0 turns it off).
     Raises ConfigError (exit code 2) for bad inputs, EngineError (exit code 1) for run failures.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cwd = os.path.abspath(cwd or os.getcwd())
     if batch is None:
         batch = os.environ.get("DMOD_ENGINE_BATCH", "1") != "0"
@@ -243,7 +246,7 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
         os.makedirs(run.output_root, exist_ok=True)
     except OSError as exc:  # every rank sees the same path: all fail alike, none waits
         raise ConfigError(f"cannot create output root {run.output_root}: {exc.strerror}", field="output.root") from None
-    t_setup = time.perf_counter()
+    t_setup, c_setup = time.perf_counter(), time.process_time()
     exchange = MpiExchange(comm, run.domain, run.realization.time.n_steps) if size > 1 else NullExchange()
     progress = Progress(run.realization.time.n_steps, enabled=rank == 0, stream=out,
                         callback=progress_callback if rank == 0 else None)
@@ -260,13 +263,16 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
             raise
         raise EngineError(f"run failed: {type(exc).__name__}: {exc}") from exc
     progress.finished()
-    t_end = time.perf_counter()
-    timings = {"setup": t_setup - t0, "run": t_end - t_setup, "total": t_end - t0, **spent}
+    t_end, c_end = time.perf_counter(), time.process_time()
+    # wall seconds per phase, plus this process' CPU seconds (robust on a busy machine)
+    timings = {"setup": t_setup - t0, "run": t_end - t_setup, "total": t_end - t0, **spent,
+               "cpu_setup": c_setup - c0, "cpu_run": c_end - c_setup, "cpu_total": c_end - c0}
     simulated = int((run.domain.rank_of >= 0).sum())
     result = EngineResult(steps=run.realization.time.n_steps, catchments=simulated,
                           local_catchments=len(run.domain.local_cats), rank=rank, size=size,
                           output_root=run.output_root, timings=timings)
     if comm is not None:
+        polite_barrier(comm)
         gathered = comm.gather(timings, root=0)
         result.rank_timings = gathered if rank == 0 else None
     else:
