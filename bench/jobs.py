@@ -313,6 +313,8 @@ def start_stack(home: Path):
     from dmod.local.stack import Stack
 
     os.environ.setdefault("DMOD_JOBS_OVERSUBSCRIBE", "100000")  # no-op jobs never wait for CPUs
+    # Two `serve all` processes behind Envoy (each with its own scheduler; see dmod.local.stack).
+    os.environ.setdefault("DMOD_SERVICES_REPLICAS", "2")
     os.environ.setdefault("DMOD_JOBS_PROGRESS_INTERVAL_SECONDS", "0.1")
     stack = Stack(home, fixed_ports=False, log=lambda *a: None)
     return stack, stack.up()
@@ -321,6 +323,7 @@ def start_stack(home: Path):
 async def run(args) -> dict:
     from dmod.local.procs import free_port, tcp_open
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     port = free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(port)])
     home = None
@@ -366,7 +369,14 @@ async def run(args) -> dict:
         "time_to_running_p99 <= 0.5 s": ttr["time_to_running"]["p99_ms"] <= 500,
         "watch_p99 <= 1.5 x bare fan-out p99": ratios["watch_p99_vs_bare_fanout_p99"] <= 1.5,
     }
-    return {"host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()},
+    config = {"DMOD_JOBS_OVERSUBSCRIBE": os.environ.get("DMOD_JOBS_OVERSUBSCRIBE"),
+              "DMOD_SERVICES_REPLICAS": os.environ.get("DMOD_SERVICES_REPLICAS"),
+              "DMOD_JOBS_PROGRESS_INTERVAL_SECONDS": os.environ.get("DMOD_JOBS_PROGRESS_INTERVAL_SECONDS"),
+              "note": "node capacity is oversubscribed so no-op jobs never wait for CPUs: time-to-RUNNING is "
+                      "scheduler latency, not queue waiting" if not args.gateway else "external stack"}
+    return {"host": {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+                     "load_avg_before": load_before, "load_avg_after": [round(x, 2) for x in os.getloadavg()]},
+            "stack_config": config,
             "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "bare": {"unary": unary, "fanout": fanout},
             "dmod": {"submissions": sub, **ttr, "watch": watch}, "ratios": ratios, "targets_met": targets}
 
@@ -388,6 +398,8 @@ def table(result: dict) -> str:
     out = [f"{a:<20}{b_:>16}{c:>18}{e:>18}" for a, b_, c, e in rows]
     out.append("")
     out += [f"{k:<40} {v}" for k, v in r.items()]
+    out.append(f"{'load avg before / after':<40} {result['host']['load_avg_before']} / {result['host']['load_avg_after']}")
+    out += [f"{k:<40} {v}" for k, v in result.get("stack_config", {}).items() if k != "note"]
     out += [f"{k:<40} {'met' if v else 'NOT met'}" for k, v in result["targets_met"].items()]
     return "\n".join(out)
 

@@ -365,7 +365,9 @@ class Scheduler:
             free = {n["name"]: allocation.NodeFree(n["name"], n["hostname"], n["cpus"] - n["allocated_cpus"],
                                                    n["memory_bytes"] - n["allocated_memory_bytes"], n["ready"])
                     for n in nodes}
-            taken: dict[str, list[int]] = {}
+            # Decide in memory, then commit the whole batch in three statements (transitions and
+            # events; allocations; node counters), all under the node locks taken above.
+            plan: list[tuple] = []
             for w in waiting[:256]:
                 row = by_id[w.job_id]
                 if not queueing.within_quota(usage.get(row["owner"], 0), row["cpu_count"], self.cfg.user_cpu_quota):
@@ -375,26 +377,35 @@ class Scheduler:
                                             row["memory_bytes"])
                 if parts is None:
                     break  # strict priority: wait for resources
-                placed = ", ".join(f"{p.hostname}:{p.cpus}" for p in parts)
-                new, event = await self.store.transition(
-                    row, states.STARTING, conn=conn, release=False, reason="ALLOCATED",
-                    message=f"allocated {row['cpu_count']} CPU(s) on {placed}")
-                if new is None:
-                    continue
-                await conn.executemany(
-                    "INSERT INTO job_allocations (job_id, attempt, pool, node, hostname, owner, cpus, memory_bytes, "
-                    "ordinal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    [(row["id"], row["attempt"], pool_name, p.node, p.hostname, row["owner"], p.cpus, p.memory_bytes, i)
-                     for i, p in enumerate(parts)])
                 for p in parts:
                     n = free[p.node]
                     free[p.node] = allocation.NodeFree(n.name, n.hostname, n.free_cpus - p.cpus,
                                                        n.free_memory - p.memory_bytes, n.ready)
+                usage[row["owner"]] = usage.get(row["owner"], 0) + row["cpu_count"]
+                plan.append((row, parts))
+            parts_of = {row["id"]: parts for row, parts in plan}
+            moved = await self.store.transition_many(
+                conn, [row for row, _ in plan], states.STARTING, "ALLOCATED",
+                [f"allocated {row['cpu_count']} CPU(s) on " + ", ".join(f"{p.hostname}:{p.cpus}" for p in parts)
+                 for row, parts in plan])
+            # Only the jobs actually moved (unchanged since read) get their allocation.
+            taken: dict[str, list[int]] = {}
+            records = []
+            for new, event in moved:
+                for i, p in enumerate(parts_of[new["id"]]):
+                    records.append((new["id"], new["attempt"], pool_name, p.node, p.hostname, new["owner"], p.cpus,
+                                    p.memory_bytes, i))
                     t = taken.setdefault(p.node, [0, 0])
                     t[0] += p.cpus
                     t[1] += p.memory_bytes
-                usage[row["owner"]] = usage.get(row["owner"], 0) + row["cpu_count"]
                 started.append((new, event))
+            if records:
+                await conn.execute(
+                    """INSERT INTO job_allocations (job_id, attempt, pool, node, hostname, owner, cpus, memory_bytes,
+                                                    ordinal)
+                       SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                            $7::int[], $8::bigint[], $9::int[])""",
+                    *[list(col) for col in zip(*records)])
             for node, (cpus, mem) in taken.items():
                 await conn.execute("UPDATE job_nodes SET allocated_cpus = allocated_cpus + $3, "
                                    "allocated_memory_bytes = allocated_memory_bytes + $4, update_time = now() "
@@ -403,7 +414,7 @@ class Scheduler:
         for new, _ in started:
             self.known_seq[new["id"]] = new["last_event_seq"]
             self.kick(new["id"])
-        if len(waiting) > 256 and len(started) == 256:
+        if len(waiting) > 256 and len(plan) == 256:
             self.wake_allocator()
         return len(started)
 

@@ -195,6 +195,37 @@ class JobStore:
         event.time.CopyFrom(convert.ts(new["event_time"]))
         return new, event
 
+    async def transition_many(self, conn, rows, to: int, reason: str, messages: list[str]):
+        """Move many jobs (as read, with their versions) to `to`, one event each, in ONE statement
+        on `conn` (the caller's transaction; nothing released, nothing published). Jobs changed
+        since read are skipped. Returns [(new row, event)] for the jobs moved."""
+        if not rows:
+            return []
+        for row in rows:
+            if not states.allowed(row["state"], to):
+                raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
+        found = await conn.fetch(
+            """WITH u AS (SELECT * FROM unnest($1::text[], $2::bigint[], $5::text[]) AS u(id, version, message)),
+                    j AS (UPDATE jobs SET state = $3, state_reason = $4, state_message = u.message,
+                                          version = jobs.version + 1, last_event_seq = last_event_seq + 1,
+                                          update_time = now()
+                          FROM u WHERE jobs.id = u.id AND jobs.version = u.version RETURNING jobs.*),
+                    e AS (INSERT INTO job_events (job_id, seq, state, reason, message, progress_step,
+                                                  progress_total, attempt)
+                          SELECT id, last_event_seq, state, $4, state_message, progress_step, progress_total, attempt
+                          FROM j RETURNING job_id, time)
+               SELECT j.*, e.time AS event_time FROM j JOIN e ON e.job_id = j.id""",
+            [r["id"] for r in rows], [r["version"] for r in rows], to, reason, messages)
+        out = []
+        for new in found:
+            event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to,
+                                      reason=reason, message=new["state_message"], attempt=new["attempt"],
+                                      progress=jobs_pb2.Progress(step=new["progress_step"],
+                                                                 total_steps=new["progress_total"]))
+            event.time.CopyFrom(convert.ts(new["event_time"]))
+            out.append((new, event))
+        return out
+
     async def progress(self, job_id: str, attempt: int, step: int, total: int, message: str = ""):
         """A same-state event carrying progress, if the job is still RUNNING this attempt."""
         new = await self.pool.fetchrow(

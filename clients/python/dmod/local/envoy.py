@@ -21,7 +21,7 @@ CORS_HEADERS = ("content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization
 _STREAM_SAFE = {"timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}}
 
 
-def _cluster(name: str, host: str, port: int, dns: bool) -> dict:
+def _cluster(name: str, endpoints: list[tuple[str, int]], dns: bool) -> dict:
     return {
         "name": name,
         "type": "STRICT_DNS" if dns else "STATIC",
@@ -36,23 +36,32 @@ def _cluster(name: str, host: str, port: int, dns: bool) -> dict:
             }
         },
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in endpoints]}]},
     }
 
 
-def render_config(listen_port: int, admin_port: int, upstreams: dict[str, tuple[str, int]], dns: bool = False,
+def _endpoints(upstream) -> list[tuple[str, int]]:
+    """(host, port), or a list of them (replicas of the services process, balanced round-robin)."""
+    if isinstance(upstream, tuple) and len(upstream) == 2 and isinstance(upstream[1], int):
+        return [upstream]
+    return [tuple(u) for u in upstream]
+
+
+def render_config(listen_port: int, admin_port: int, upstreams: dict, dns: bool = False,
                   listen_host: str = "127.0.0.1", web: tuple[str, int] | None = None) -> dict:
-    """upstreams: service short name -> (host, port). Health and reflection go to `jobs` (any would do)."""
+    """upstreams: service short name -> (host, port) or a list of (host, port) (replicas). Health
+    and reflection go to `jobs` (any would do)."""
     routes = [{"match": {"prefix": f"/{info.full_name}/"}, "route": {"cluster": info.name, **_STREAM_SAFE}}
               for info in SERVICES.values()]
     default = "jobs" if "jobs" in upstreams else next(iter(upstreams))
     for prefix in ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                    "/grpc.reflection.v1.ServerReflection/"):
         routes.append({"match": {"prefix": prefix}, "route": {"cluster": default, **_STREAM_SAFE}})
-    clusters = [_cluster(name, host, port, dns) for name, (host, port) in upstreams.items()]
+    clusters = [_cluster(name, _endpoints(upstream), dns) for name, upstream in upstreams.items()]
     if web:
         routes.append({"match": {"prefix": "/"}, "route": {"cluster": "web"}})
-        clusters.append(_cluster("web", web[0], web[1], dns))
+        clusters.append(_cluster("web", [web], dns))
         clusters[-1].pop("typed_extension_protocol_options")
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

@@ -60,6 +60,14 @@ class StackState:
         }
 
 
+def services_replicas() -> int:
+    """Processes running `serve all` (DMOD_SERVICES_REPLICAS, default 1)."""
+    try:
+        return max(1, int(os.environ.get("DMOD_SERVICES_REPLICAS", "1")))
+    except ValueError:
+        return 1
+
+
 def state_file(home: Path) -> Path:
     return home / "run/stack.json"
 
@@ -119,11 +127,25 @@ class Stack:
                              env=state.service_env(), cwd=self.home)
             state.pids["services"] = services.pid
             self._save(state)
-            wait_for(lambda: self._serving(f"127.0.0.1:{ports['services']}"), timeout, "services", services,
-                     self.home / "logs/services.log")
+            # More replicas of `serve all` (DMOD_SERVICES_REPLICAS, default 1): full instances on
+            # ports of their own, each with its own scheduler (leases split the jobs between
+            # them), behind the same Envoy clusters (round-robin).
+            replicas = [("services", ports["services"], services)]
+            for i in range(2, services_replicas() + 1):
+                name = f"services-{i}"
+                state.ports[name] = _port(name, False)
+                env = {**state.service_env(), "DMOD_LISTEN": f"127.0.0.1:{state.ports[name]}"}
+                proc = spawn([sys.executable, "-m", "dmod.cli.main", "serve", "all"], self.home / f"logs/{name}.log",
+                             env=env, cwd=self.home)
+                state.pids[name] = proc.pid
+                self._save(state)
+                replicas.append((name, state.ports[name], proc))
+            for name, port, proc in replicas:
+                wait_for(lambda port=port: self._serving(f"127.0.0.1:{port}"), timeout, name, proc,
+                         self.home / f"logs/{name}.log")
             state.pids["web"] = start_web(self.home / "logs", ports["web"]).pid
             self._save(state)
-            upstreams = {name: ("127.0.0.1", ports["services"]) for name in SERVICES}
+            upstreams = {name: [("127.0.0.1", port) for _, port, _ in replicas] for name in SERVICES}
             config = render_config(ports["gateway"], ports["envoy_admin"], upstreams, web=("127.0.0.1", ports["web"]))
             state.pids["envoy"] = start_envoy(self.home / "envoy", config, ports["gateway"]).pid
             wait_for(lambda: self._serving(state.gateway), timeout, "gateway")
@@ -140,7 +162,8 @@ class Stack:
         if state is None:
             return []
         stopped = []
-        for name in reversed(self.COMPONENTS):
+        replicas = sorted((n for n in state.pids if n.startswith("services-")), reverse=True)
+        for name in replicas + list(reversed(self.COMPONENTS)):
             if name == "postgres" and Postgres(self.home / "postgres", state.ports["postgres"]).stop():
                 stopped.append(name)
                 continue
@@ -174,6 +197,10 @@ class Stack:
         for info in SERVICES.values():
             report[info.full_name] = {"healthy": self._serving(state.gateway, info.full_name), "via": "gateway"}
         report["services"]["healthy"] = all(report[i.full_name]["healthy"] for i in SERVICES.values())
+        for name in sorted(n for n in state.pids if n.startswith("services-")):
+            pid = state.pids[name]
+            report[name] = {"pid": pid, "running": bool(pid and pid_alive(pid)), "port": state.ports.get(name),
+                            "healthy": self._serving(f"127.0.0.1:{state.ports.get(name)}")}
         for name, port_key in (("postgres", "postgres"), ("redis", "redis"), ("s3", "s3"), ("envoy", "gateway"),
                                ("services", "services"), ("web", "web")):
             report[name]["port"] = state.ports.get(port_key)
