@@ -5,7 +5,9 @@ Cases: one 1 GiB object, and 1,000 × 100 KiB files (8 in flight on both sides).
 side includes everything a user gets: client SHA-256 while sending, server SHA-256, verified
 downloads written atomically. The direct side is plain `fput_object`/`fget_object` (16 MiB parts,
 minio's 3 parallel part uploads). Each measurement is repeated (`--repeat`) and the best run
-counts, since other processes may share the machine (load is recorded before and after).
+counts, since other processes may share the machine (load is recorded per round). Direct and
+service runs of a case go back to back (alternating which goes first), and the median of those
+paired ratios is reported too.
 
 Target: service ÷ direct ≥ 0.8 for upload and download of the 1 GiB object.
 
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +37,7 @@ from dmod.datasets_client import FORCING, DatasetsClient
 from dmod.local.stack import Stack
 
 TARGET = 0.8
+CASES = ("big_upload", "big_download", "small_upload", "small_download")
 RESULTS = Path(__file__).parent / "results" / "datasets.json"
 console = Console()
 
@@ -82,13 +86,6 @@ class CpuMeter:
         return {k: round(b[k] - a[k], 2) for k in a if round(b[k] - a[k], 2) > 0.01}
 
 
-def timed(meter: CpuMeter, fn) -> dict:
-    before, start = meter.sample(), time.perf_counter()
-    fn()
-    seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 3), "cpu_seconds": CpuMeter.diff(before, meter.sample())}
-
-
 def best(runs: list[dict]) -> dict:
     return min(runs, key=lambda r: r["seconds"])
 
@@ -125,73 +122,88 @@ def main() -> None:
         if not s3.bucket_exists("bench"):
             s3.make_bucket("bench")
         meter = CpuMeter(state.pids)
-        runs: dict[str, list[dict]] = {k: [] for k in (
-            "big_upload_direct", "big_upload_service", "big_download_direct", "big_download_service",
-            "small_upload_direct", "small_upload_service", "small_download_direct", "small_download_service")}
+        runs: dict[str, list[dict]] = {f"{c}_{side}": [] for c in CASES for side in ("direct", "service")}
         small_files = sorted(small_dir.iterdir())
         pool = ThreadPoolExecutor(args.concurrency)
+        loads: list[list[float]] = []
 
-        def direct_small_up(round_: int) -> None:
-            list(pool.map(lambda p: s3.fput_object("bench", f"small{round_}/{p.name}", str(p)), small_files))
+        def direct(case: str, r: int) -> None:
+            if case == "big_upload":
+                s3.fput_object("bench", "big.bin", str(big), part_size=16 << 20)
+            elif case == "big_download":
+                s3.fget_object("bench", "big.bin", str(work / "direct-big.bin"))
+                (work / "direct-big.bin").unlink()
+            elif case == "small_upload":
+                list(pool.map(lambda p: s3.fput_object("bench", f"small{r}/{p.name}", str(p)), small_files))
+            else:
+                out = work / f"direct-small-{r}"
+                list(pool.map(lambda p: s3.fget_object("bench", f"small{r}/{p.name}", str(out / p.name)),
+                              small_files))
+                shutil.rmtree(out)
 
-        def direct_small_down(round_: int) -> None:
-            out = work / f"direct-small-{round_}"
-            list(pool.map(lambda p: s3.fget_object("bench", f"small{round_}/{p.name}", str(out / p.name)),
-                          small_files))
+        async def service(ds: DatasetsClient, dataset: str, case: str, r: int) -> None:
+            if case == "big_upload":
+                await ds.upload_file(dataset, big, "big.bin")
+            elif case == "big_download":
+                await ds.download_file(f"{dataset}/objects/big.bin", work / "svc-big.bin")
+                (work / "svc-big.bin").unlink()
+            elif case == "small_upload":
+                await ds.upload_dir(dataset, small_dir, f"small{r}/", concurrency=args.concurrency)
+            else:
+                await ds.download_dir(dataset, work / f"svc-small-{r}", f"small{r}/", concurrency=args.concurrency)
+                shutil.rmtree(work / f"svc-small-{r}")
 
-        async def service_round(round_: int) -> None:
-            async with DatasetsClient(target=state.gateway) as ds:
-                dataset = (await ds.create_dataset(f"bench-{round_}", FORCING)).name
-                runs["big_upload_service"].append(await atimed(lambda: ds.upload_file(dataset, big, "big.bin")))
-                name = f"{dataset}/objects/big.bin"
-                runs["big_download_service"].append(
-                    await atimed(lambda: ds.download_file(name, work / f"svc-big-{round_}.bin")))
-                (work / f"svc-big-{round_}.bin").unlink()
-                runs["small_upload_service"].append(await atimed(
-                    lambda: ds.upload_dir(dataset, small_dir, "small/", concurrency=args.concurrency)))
-                runs["small_download_service"].append(await atimed(
-                    lambda: ds.download_dir(dataset, work / f"svc-small-{round_}", "small/",
-                                            concurrency=args.concurrency)))
-                await ds.delete_dataset(dataset)
-
-        async def atimed(make) -> dict:
+        async def measure(fn) -> dict:
             before, start = meter.sample(), time.perf_counter()
-            await make()
+            await fn()
             seconds = time.perf_counter() - start
             return {"seconds": round(seconds, 3), "cpu_seconds": CpuMeter.diff(before, meter.sample())}
 
-        for r in range(args.repeat):
-            console.print(f"round {r + 1}/{args.repeat} (load {load()})")
-            runs["big_upload_direct"].append(timed(meter, lambda: s3.fput_object(
-                "bench", "big.bin", str(big), part_size=16 << 20)))
-            runs["big_download_direct"].append(timed(meter, lambda: s3.fget_object(
-                "bench", "big.bin", str(work / "direct-big.bin"))))
-            (work / "direct-big.bin").unlink()
-            (work / f"direct-small-{r}").mkdir()
-            runs["small_upload_direct"].append(timed(meter, lambda r=r: direct_small_up(r)))
-            runs["small_download_direct"].append(timed(meter, lambda r=r: direct_small_down(r)))
-            asyncio.run(service_round(r))
+        async def all_rounds() -> None:
+            async with DatasetsClient(target=state.gateway) as ds:
+                dataset = (await ds.create_dataset("bench", FORCING)).name
+                for r in range(args.repeat):
+                    loads.append(load())
+                    console.print(f"round {r + 1}/{args.repeat} (load {loads[-1]})")
+                    # Direct and service back to back, alternating who goes first, so both see the
+                    # same machine load.
+                    sides = ("direct", "service") if r % 2 == 0 else ("service", "direct")
+                    for case in CASES:
+                        for side in sides:
+                            if side == "direct":
+                                (work / f"direct-small-{r}").mkdir(exist_ok=True)
+                                run = await measure(lambda case=case, r=r: asyncio.to_thread(direct, case, r))
+                            else:
+                                run = await measure(lambda case=case, r=r: service(ds, dataset, case, r))
+                            runs[f"{case}_{side}"].append(run)
+                await ds.delete_dataset(dataset)
+
+        asyncio.run(all_rounds())
         pool.shutdown()
     finally:
         stack.down()
         shutil.rmtree(work, ignore_errors=True)
 
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                           "python": platform.python_version(), "load_before": load_before, "load_after": load()},
+                           "python": platform.python_version(), "load_before": load_before, "load_after": load(),
+                           "load_per_round": loads},
                "params": vars(args), "target_ratio": TARGET, "cases": {}, "runs": runs}
-    table = Table("case", "direct MB/s", "service MB/s", "service ÷ direct", "target")
+    table = Table("case", "direct MB/s", "service MB/s", "service ÷ direct", "paired (median)", "target")
     for case, nbytes in (("big_upload", big_bytes), ("big_download", big_bytes),
                          ("small_upload", small_bytes), ("small_download", small_bytes)):
         d, s = best(runs[f"{case}_direct"]), best(runs[f"{case}_service"])
         d_mbs, s_mbs = nbytes / d["seconds"] / 1e6, nbytes / s["seconds"] / 1e6
         ratio = s_mbs / d_mbs
+        paired = statistics.median(a["seconds"] / b["seconds"]
+                                   for a, b in zip(runs[f"{case}_direct"], runs[f"{case}_service"], strict=True))
         target = TARGET if case.startswith("big") else None
         results["cases"][case] = {"bytes": nbytes, "direct_mb_s": round(d_mbs, 1), "service_mb_s": round(s_mbs, 1),
-                                  "ratio": round(ratio, 3), "target": target,
-                                  "meets_target": None if target is None else ratio >= target,
+                                  "ratio": round(ratio, 3), "paired_ratio_median": round(paired, 3),
+                                  "target": target, "meets_target": None if target is None else ratio >= target,
                                   "direct_cpu_seconds": d["cpu_seconds"], "service_cpu_seconds": s["cpu_seconds"]}
         mark = "" if target is None else ("[green]✓[/green]" if ratio >= target else "[red]✗[/red]")
-        table.add_row(case, f"{d_mbs:.0f}", f"{s_mbs:.0f}", f"{ratio:.2f}", f"≥ {target} {mark}" if target else "-")
+        table.add_row(case, f"{d_mbs:.0f}", f"{s_mbs:.0f}", f"{ratio:.2f}", f"{paired:.2f}",
+                      f"≥ {target} {mark}" if target else "-")
     console.print(table)
     console.print(f"load before {load_before}, after {results['machine']['load_after']} "
                   f"({os.cpu_count()} CPUs); best of {args.repeat} runs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 
 from minio.error import S3Error
 
@@ -20,7 +21,7 @@ from dmod.v1 import datasets_pb2
 
 log = logging.getLogger("dmod.datasets.download")
 
-CHUNK = 1 << 20
+CHUNK = int(float(os.environ.get("DMOD_DATASETS_DOWNLOAD_CHUNK_MIB", "1")) * (1 << 20))  # ≤ 3.5 MiB
 
 
 async def object_row(pool, name: str, field: str = "name"):
