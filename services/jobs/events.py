@@ -24,6 +24,19 @@ MONITOR = b"dmod:monitor:events"
 RESYNC = object()  # put into queues after a reconnect: re-read Postgres
 
 
+class WatchItem:
+    """A job event as WatchJob streams it: the event and its WatchJobResponse, built once per
+    event (not once per watcher)."""
+
+    __slots__ = ("event", "seq", "state", "response")
+
+    def __init__(self, event: jobs_pb2.JobEvent):
+        self.event = event
+        self.seq = event.seq
+        self.state = event.state
+        self.response = jobs_pb2.WatchJobResponse(event=event)
+
+
 class Subscription:
     def __init__(self, hub: EventHub, key: str, registry: dict):
         self.hub, self.key, self.registry = hub, key, registry
@@ -49,6 +62,8 @@ class Subscription:
             self.queue.put_nowait(RESYNC)
 
     async def get(self, timeout: float):
+        if not self.queue.empty():  # fast path: no task or timer per message
+            return self.queue.get_nowait()
         return await asyncio.wait_for(self.queue.get(), timeout)
 
 
@@ -119,8 +134,12 @@ class EventHub:
         if channel == EVENTS:
             event = jobs_pb2.JobEvent.FromString(data)
             job_id = event.job.removeprefix("jobs/")
-            for sub in self.job_watchers.get(job_id, ()):
-                sub.put(event)
+            subs = self.job_watchers.get(job_id)
+            if subs:
+                # One response message per event, shared by every watcher of the job.
+                item = WatchItem(event)
+                for sub in subs:
+                    sub.put(item)
             for listener in self.listeners:
                 try:
                     listener(event)

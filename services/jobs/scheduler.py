@@ -36,6 +36,7 @@ from dmod.services.jobs.preflight import Preflight, ValidationFailed
 from dmod.services.jobs.runtime import JobsRuntime
 from dmod.services.jobs.auto_evaluation import start_evaluation
 from dmod.services.jobs.staging import StagingFailed, create_output, create_partition
+from dmod.services.jobs.store import Coalescer, TransitionBatcher
 from dmod.v1 import jobs_pb2
 
 log = logging.getLogger("dmod.jobs.scheduler")
@@ -64,6 +65,20 @@ class Scheduler:
         self.alloc_wake = asyncio.Event()
         self.heavy = asyncio.Semaphore(self.cfg.concurrency)
         self._alloc_timer: asyncio.TimerHandle | None = None
+        self._batcher: TransitionBatcher | None = None
+        self._nodes_read: asyncio.Future | None = None
+
+    @property
+    def batcher(self) -> TransitionBatcher:
+        if self._batcher is None or self._batcher.store is not self.store:
+            store = self.store
+            self._batcher = TransitionBatcher(store)
+            # Launch bookkeeping of the jobs launched together (an allocator batch) shares statements.
+            self._attempt = Coalescer(store.attempts_batch)
+            self._record_launching = Coalescer(store.record_launching_batch)
+            self._allocations = Coalescer(store.allocations_batch)
+            self._record_handle = Coalescer(store.record_handle_batch)
+        return self._batcher
 
     @property
     def store(self):
@@ -104,9 +119,16 @@ class Scheduler:
                                                 GROUP BY node) s ON s.node = n2.name
                    WHERE n.pool = $1 AND n2.pool = $1 AND n2.name = n.name""", pool)
 
+    async def _node_rows(self):
+        """The pool's node rows; concurrent callers share one query (single flight)."""
+        pending = self._nodes_read
+        if pending is None or pending.done():
+            pending = self._nodes_read = asyncio.ensure_future(self.store.pool.fetch(
+                "SELECT * FROM job_nodes WHERE pool = $1 ORDER BY ordinal, name", self.rt.pool_name))
+        return await asyncio.shield(pending)
+
     async def infeasible(self, spec: jobs_pb2.JobSpec) -> str | None:
-        rows = await self.store.pool.fetch("SELECT * FROM job_nodes WHERE pool = $1 ORDER BY ordinal, name",
-                                           self.rt.pool_name)
+        rows = await self._node_rows()
         nodes = [allocation.NodeFree(r["name"], r["hostname"], r["cpus"], r["memory_bytes"], r["ready"]) for r in rows]
         if allocation.allocate(spec.allocation_paradigm, nodes, spec.cpu_count or 1, spec.memory_bytes) is None:
             total = sum(n.free_cpus for n in nodes if n.ready)
@@ -116,10 +138,13 @@ class Scheduler:
         return None
 
     # ---- ownership ----------------------------------------------------------------------------
-    def own(self, job_id: str, seq: int = 0) -> None:
+    def own(self, job_id: str, seq: int = 0, row=None) -> None:
+        """Drive `job_id` from now on. `row`, when given, is the job as just written by this
+        process (CreateJob): the task starts from it instead of reading it again (if it is stale,
+        the optimistic transition fails and the task re-reads)."""
         self.owned.add(job_id)
         self.known_seq[job_id] = max(self.known_seq.get(job_id, 0), seq)
-        self.kick(job_id)
+        self.kick(job_id, row)
 
     def on_event(self, event: jobs_pb2.JobEvent) -> None:
         job_id = event.job.removeprefix("jobs/")
@@ -131,11 +156,11 @@ class Scheduler:
             return
         self.kick(job_id)
 
-    def kick(self, job_id: str) -> None:
+    def kick(self, job_id: str, row=None) -> None:
         if job_id in self.tasks:
             self.dirty.add(job_id)
             return
-        self.tasks[job_id] = asyncio.get_running_loop().create_task(self._drive(job_id))
+        self.tasks[job_id] = asyncio.get_running_loop().create_task(self._drive(job_id, row))
 
     def kick_later(self, job_id: str, delay: float) -> None:
         old = self.timers.pop(job_id, None)
@@ -175,9 +200,8 @@ class Scheduler:
             await asyncio.sleep(period)
 
     # ---- the per-job task ---------------------------------------------------------------------
-    async def _drive(self, job_id: str) -> None:
+    async def _drive(self, job_id: str, row=None) -> None:
         try:
-            row = None
             while True:
                 if row is None or job_id in self.dirty:
                     self.dirty.discard(job_id)
@@ -222,8 +246,12 @@ class Scheduler:
         message = f"{states.name(row['state'])} failed {count} times: {exc}"
         await self.store.transition(row, states.FAILED, reason=reason, message=message[:2000])
 
-    async def _transition(self, row, to: int, **kwargs):
-        new = await self.store.transition(row, to, **kwargs)
+    async def _transition(self, row, to: int, *, reason: str = "", message: str = "", **sets):
+        release = (to in states.TERMINAL or to in (states.QUEUED, states.PENDING)) and row["state"] in states.ALLOCATED
+        if release:  # locks node rows first: one job at a time
+            new = await self.store.transition(row, to, reason=reason, message=message, **sets)
+        else:  # shared with the other jobs' transitions of this loop iteration (one statement, one publish)
+            new = await self.batcher.transition(row, to, reason, message, sets)
         if new is not None:
             self.known_seq[row["id"]] = new["last_event_seq"]
         return new
@@ -282,6 +310,10 @@ class Scheduler:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
         resolved = json.loads(row["resolved"]) if isinstance(row["resolved"], str) else dict(row["resolved"])
         output = row["output_dataset"]
+        if spec.engine == "noop":  # a no-op job has no outputs: no output dataset (output_dataset stays empty)
+            return await self._transition(row, states.QUEUED, reason="STAGED", queued_time=_now(),
+                                          message=f"no output dataset (noop engine); waiting for "
+                                                  f"{spec.cpu_count} CPU(s)") or True
         if not output:
             async with self.heavy:
                 try:
@@ -424,17 +456,18 @@ class Scheduler:
         name = f"jobs/{job_id}"
         launcher = self.rt.launcher
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
-        record = await self.store.attempt(job_id, attempt)
+        self.batcher  # noqa: B018 - the coalescers below belong to the current store
+        record = await self._attempt(job_id, attempt)
         handle = LaunchHandle.from_dict(json.loads(record["handle"]) if isinstance(record["handle"], str)
                                         else record["handle"]) if record is not None and record["handle"] else None
         how = "adopted"
         if handle is None:
             if record is None:  # first try: nothing can be running yet
-                await self.store.record_launching(job_id, attempt, launcher.name)
+                await self._record_launching(job_id, attempt, launcher.name)
             else:  # an earlier try may have launched it and crashed before recording the handle
                 handle = await launcher.find(name, attempt)
             if handle is None:
-                allocs = await self.store.allocations(job_id, attempt)
+                allocs = await self._allocations(job_id, attempt)
                 if not allocs:  # cannot happen through the allocator; recover by queueing again
                     await self._transition(row, states.QUEUED, reason="NO_ALLOCATION", queued_time=_now(),
                                            message="no allocation recorded for this attempt")
@@ -452,7 +485,7 @@ class Scheduler:
                                                   message=str(exc), expect=frozenset({states.STARTING}))
                     return True
                 how = "launched"
-            await self.store.record_handle(job_id, attempt, handle.to_dict())
+            await self._record_handle(job_id, attempt, handle.to_dict())
         new = await self._transition(row, states.RUNNING, reason="WORKER_STARTED",
                                      message=f"{launcher.name} worker {handle.id} {how} (attempt {attempt})",
                                      start_time=row["start_time"] or _now())
@@ -488,6 +521,10 @@ class Scheduler:
 
     # ---- FINALIZING / CANCELLING --------------------------------------------------------------
     async def _finalize(self, row) -> bool:
+        if not row["output_dataset"] and jobs_pb2.JobSpec.FromString(row["spec"]).engine == "noop":
+            # No outputs, no output dataset: nothing to verify or seal (nor to evaluate).
+            return await self._transition(row, states.SUCCEEDED, reason="SUCCEEDED",
+                                          message="noop engine: no outputs") or True
         staged = json.loads(row["staged"]) if isinstance(row["staged"], str) else dict(row["staged"])
         expected = staged.get("expected_outputs") or {"count": 0, "digest": ""}
         ds = self.rt.datasets(row["owner"])

@@ -7,9 +7,11 @@ caller re-reads and decides again. Events are handed to `publish` after the comm
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -21,10 +23,17 @@ from dmod.v1 import jobs_pb2
 
 Publish = Callable[[list[jobs_pb2.JobEvent]], Awaitable[None]]
 
+log = logging.getLogger("dmod.jobs.store")
+
 # Columns a transition may set besides state/reason/message.
 _SETTABLE = {"attempt", "progress_step", "progress_total", "output_dataset", "resolved", "staged", "start_time",
              "end_time", "queued_time", "not_before", "lease_owner", "lease_expires", "evaluation"}
 _JSON = {"resolved", "staged"}
+# Postgres array types of the settable columns, for batched transitions (jsonb goes as text).
+_ARRAY_TYPE = {"attempt": "int[]", "progress_step": "bigint[]", "progress_total": "bigint[]",
+               "output_dataset": "text[]", "resolved": "text[]", "staged": "text[]", "start_time": "timestamptz[]",
+               "end_time": "timestamptz[]", "queued_time": "timestamptz[]", "not_before": "timestamptz[]",
+               "lease_owner": "text[]", "lease_expires": "timestamptz[]", "evaluation": "text[]"}
 
 _INSERT_JOB = """INSERT INTO jobs (id, owner, request_id, spec, labels, priority, cpu_count, memory_bytes, state,
                                    launcher, pool, last_event_seq, lease_owner, lease_expires)
@@ -226,6 +235,53 @@ class JobStore:
             out.append((new, event))
         return out
 
+    async def transition_batch(self, conn, rows, to: int, reason: str, messages: list[str],
+                               sets: list[dict] | None = None):
+        """Like `transition_many`, with per-job column values (`sets[i]` for `rows[i]`; every dict
+        has the same keys). No allocation is released. Terminal states end the lease as
+        `transition` does. Returns [(new row, event)] for the jobs moved (unchanged since read)."""
+        if not rows:
+            return []
+        keys = sorted(sets[0]) if sets else []
+        for key in keys:
+            if key not in _SETTABLE:
+                raise ValueError(f"cannot set {key}")
+        for row in rows:
+            if not states.allowed(row["state"], to):
+                raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
+        args: list = [[r["id"] for r in rows], [r["version"] for r in rows], to, reason, messages]
+        unnest, cols = ["$1::text[]", "$2::bigint[]", "$5::text[]"], []
+        for i, key in enumerate(keys):
+            values = [s[key] for s in sets]
+            args.append([json.dumps(v) for v in values] if key in _JSON else values)
+            unnest.append(f"${len(args)}::{_ARRAY_TYPE[key]}")
+            cols.append(f"{key} = u.c{i}" + ("::jsonb" if key in _JSON else ""))
+        if to in states.TERMINAL:
+            cols.append("end_time = coalesce(jobs.end_time, now())")
+            cols.append("lease_owner = NULL, lease_expires = NULL")
+        extra = (", " + ", ".join(cols)) if cols else ""
+        names = ", ".join(["id", "version", "message"] + [f"c{i}" for i in range(len(keys))])
+        found = await conn.fetch(
+            f"""WITH u AS (SELECT * FROM unnest({", ".join(unnest)}) AS u({names})),
+                    j AS (UPDATE jobs SET state = $3, state_reason = $4, state_message = u.message,
+                                          version = jobs.version + 1, last_event_seq = last_event_seq + 1,
+                                          update_time = now(){extra}
+                          FROM u WHERE jobs.id = u.id AND jobs.version = u.version RETURNING jobs.*),
+                    e AS (INSERT INTO job_events (job_id, seq, state, reason, message, progress_step,
+                                                  progress_total, attempt)
+                          SELECT id, last_event_seq, state, $4, state_message, progress_step, progress_total, attempt
+                          FROM j RETURNING job_id, time)
+               SELECT j.*, e.time AS event_time FROM j JOIN e ON e.job_id = j.id""", *args)
+        out = []
+        for new in found:
+            event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to,
+                                      reason=reason, message=new["state_message"], attempt=new["attempt"],
+                                      progress=jobs_pb2.Progress(step=new["progress_step"],
+                                                                 total_steps=new["progress_total"]))
+            event.time.CopyFrom(convert.ts(new["event_time"]))
+            out.append((new, event))
+        return out
+
     async def progress(self, job_id: str, attempt: int, step: int, total: int, message: str = ""):
         """A same-state event carrying progress, if the job is still RUNNING this attempt."""
         new = await self.pool.fetchrow(
@@ -257,6 +313,41 @@ class JobStore:
     async def record_launching(self, job_id: str, attempt: int, launcher: str) -> None:
         await self.pool.execute("INSERT INTO job_attempts (job_id, attempt, launcher) VALUES ($1, $2, $3) "
                                 "ON CONFLICT DO NOTHING", job_id, attempt, launcher)
+
+    # Batched forms (many jobs, one statement; see `Coalescer`). Each takes a list of argument
+    # tuples and returns one result per tuple, in order.
+    async def attempts_batch(self, keys: list[tuple[str, int]]) -> list:
+        found = await self.pool.fetch(
+            "SELECT a.* FROM job_attempts a JOIN unnest($1::text[], $2::int[]) AS k(id, attempt) "
+            "ON a.job_id = k.id AND a.attempt = k.attempt", [k[0] for k in keys], [k[1] for k in keys])
+        by_key = {(r["job_id"], r["attempt"]): r for r in found}
+        return [by_key.get((k[0], k[1])) for k in keys]
+
+    async def record_launching_batch(self, items: list[tuple[str, int, str]]) -> list:
+        await self.pool.execute(
+            "INSERT INTO job_attempts (job_id, attempt, launcher) "
+            "SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) ON CONFLICT DO NOTHING",
+            [i[0] for i in items], [i[1] for i in items], [i[2] for i in items])
+        return [None] * len(items)
+
+    async def allocations_batch(self, keys: list[tuple[str, int]]) -> list:
+        found = await self.pool.fetch(
+            "SELECT a.* FROM job_allocations a JOIN unnest($1::text[], $2::int[]) AS k(id, attempt) "
+            "ON a.job_id = k.id AND a.attempt = k.attempt ORDER BY a.ordinal",
+            [k[0] for k in keys], [k[1] for k in keys])
+        out: dict[tuple, list] = {}
+        for a in found:
+            out.setdefault((a["job_id"], a["attempt"]), []).append(a)
+        return [out.get((k[0], k[1]), []) for k in keys]
+
+    async def record_handle_batch(self, items: list[tuple[str, int, dict]]) -> list:
+        await self.pool.execute(
+            "UPDATE job_attempts a SET handle = u.handle::jsonb, state = CASE WHEN a.state = 'LAUNCHING' "
+            "THEN 'RUNNING' ELSE a.state END, last_heartbeat = coalesce(a.last_heartbeat, now()) "
+            "FROM unnest($1::text[], $2::int[], $3::text[]) AS u(id, attempt, handle) "
+            "WHERE a.job_id = u.id AND a.attempt = u.attempt",
+            [i[0] for i in items], [i[1] for i in items], [json.dumps(i[2]) for i in items])
+        return [None] * len(items)
 
     async def record_handle(self, job_id: str, attempt: int, handle: dict) -> None:
         await self.pool.execute(
@@ -343,3 +434,106 @@ async def release_allocations(conn, job_id: str) -> int:
                                   allocated_memory_bytes = n.allocated_memory_bytes - s.mem, update_time = now()
            FROM s WHERE n.pool = s.pool AND n.name = s.node RETURNING n.name""", job_id)
     return len(result)
+
+
+class TransitionBatcher:
+    """Coalesces the transitions requested in one event-loop iteration into one statement per
+    (target state, reason, columns set) and one Redis publish per batch.
+
+    Each caller still gets its own result (the new row, or None when its job changed since read),
+    so the optimistic, per-job semantics of `JobStore.transition` are unchanged; only the round
+    trips are shared. Transitions that release allocations are not batched (they lock node rows
+    first) — callers use `JobStore.transition` for those."""
+
+    def __init__(self, store: JobStore, max_batch: int = 500):
+        self.store = store
+        self.max_batch = max_batch
+        self._pending: list[tuple] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def transition(self, row, to: int, reason: str, message: str, sets: dict) -> asyncio.Future:
+        if not states.allowed(row["state"], to):
+            raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
+        for key in sets:
+            if key not in _SETTABLE:
+                raise ValueError(f"cannot set {key}")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((row, to, reason, message, sets, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return future
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        groups: dict[tuple, list[tuple]] = {}
+        for item in batch:
+            groups.setdefault((item[1], item[2], tuple(sorted(item[4]))), []).append(item)
+        for items in groups.values():
+            for i in range(0, len(items), self.max_batch):
+                task = asyncio.get_running_loop().create_task(self._run(items[i:i + self.max_batch]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, items: list[tuple]) -> None:
+        try:
+            _, to, reason, _, _, _ = items[0]
+            moved = await self.store.transition_batch(self.store.pool, [i[0] for i in items], to, reason,
+                                                      [i[3] for i in items], [i[4] for i in items])
+            await self.store._publish([e for _, e in moved])
+            by_id = {new["id"]: new for new, _ in moved}
+            for row, *_, future in items:
+                if not future.done():
+                    future.set_result(by_id.get(row["id"]))
+        except BaseException as exc:  # noqa: BLE001 - every caller gets the failure
+            for *_, future in items:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            if not isinstance(exc, Exception):
+                raise
+
+
+class Coalescer:
+    """Calls made in one event-loop iteration share one call of `run_batch(list of argument
+    tuples) -> list of results` (one SQL statement instead of one per job). Each caller awaits
+    its own result; a failure of the batch is every caller's failure."""
+
+    def __init__(self, run_batch, max_batch: int = 500):
+        self.run_batch = run_batch
+        self.max_batch = max_batch
+        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task] = set()
+
+    def __call__(self, *args) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._start)
+        return future
+
+    def _start(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        for i in range(0, len(batch), self.max_batch):
+            task = asyncio.get_running_loop().create_task(self._run(batch[i:i + self.max_batch]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, items) -> None:
+        try:
+            results = await self.run_batch([args for args, _ in items])
+            for (_, future), result in zip(items, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except BaseException as exc:  # noqa: BLE001 - every caller gets the failure
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+            if not isinstance(exc, Exception):
+                raise

@@ -9,7 +9,7 @@ terminal event.
 from __future__ import annotations
 
 from dmod.services.jobs import convert, states
-from dmod.services.jobs.events import RESYNC
+from dmod.services.jobs.events import RESYNC, WatchItem
 from dmod.v1 import jobs_pb2
 
 IDLE_POLL = 5.0
@@ -48,7 +48,7 @@ async def watch_job(rt, row, after_seq: int, to_job):
                 item = await sub.get(IDLE_POLL)
             except TimeoutError:
                 item = RESYNC
-            if item is RESYNC or (isinstance(item, jobs_pb2.JobEvent) and item.seq > last + 1):
+            if item is RESYNC or (isinstance(item, WatchItem) and item.seq > last + 1):
                 async for event in backlog():
                     yield jobs_pb2.WatchJobResponse(event=event)
                     if states.is_terminal(event.state) and await finished():
@@ -59,7 +59,7 @@ async def watch_job(rt, row, after_seq: int, to_job):
             if item.seq <= last:
                 continue
             last = item.seq
-            yield jobs_pb2.WatchJobResponse(event=item)
+            yield item.response
             if states.is_terminal(item.state) and await finished():
                 return
 
