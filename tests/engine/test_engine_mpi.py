@@ -107,3 +107,25 @@ def test_forcing_missing_on_one_rank_stops_every_rank(domain, workdir, eng):
     proc = eng.run_cli(domain.argv(path, part), cwd=workdir, ranks=2, timeout=90)
     assert proc.returncode == 2
     assert f"catchment {victim}: forcing: no forcing in" in proc.stderr and proc.stderr.count("ERROR:") == 1
+
+
+def test_terminal_nexus_summed_on_the_sentinel_rank(domain, workdir, eng, serial):
+    """The terminal nexus' sentinel lives on the rank that does not simulate the outlet: the
+    outlet's flow is sent there, and that rank writes the nexus file."""
+    from dmod.services.hydrofabric.partition_file import Assignment, build_document
+
+    net = domain.network
+    part = partition(net, 2, "METIS").assignment.part.copy()
+    sentinel = np.full(net.n_nexuses, -1, dtype=np.int64)
+    for j in net.terminal_nexuses().tolist():
+        feeders = np.flatnonzero(net.cat_to_nex == j)
+        sentinel[j] = 1 - int(part[feeders[0]])
+    doc = build_document(net, Assignment(part=part, n_parts=2, sentinel_rank=sentinel))
+    sentinels = [c for p in doc["partitions"] for c in p["cat-ids"] if c.startswith("wb-TERMINAL_SENTINEL-")]
+    assert sentinels and any(c["cat-id"] in sentinels for p in doc["partitions"] for c in p["remote-connections"])
+    part_path = eng.write_json(workdir / "sentinel.json", doc)
+    path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    proc = eng.run_cli(domain.argv(path, part_path), cwd=workdir, ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    assert eng.read_outputs(workdir / "out") == serial
+

@@ -192,3 +192,24 @@ def test_substeps_and_nexus_subset(domain, workdir, eng):
     assert header == "Time Step,Time,Q_OUT,PRECIP_RATE"  # default: every output of the model
     q, p = (float(v) for v in first.split(",")[2:])
     assert q == pytest.approx(p * 2.0 * 3.6, rel=1e-8)
+
+
+def test_single_csv_file_for_every_catchment(domain, workdir, eng):
+    """CsvPerFeature with `path` naming one file: every catchment reads it."""
+    one = f"{domain.csv_dir}/{domain.ids[0]}.csv"
+    form = {"name": "bmi_python", "params": {"python_type": eng.PASS, "main_output_variable": "Q_OUT",
+                                             "variables_names_map": {eng.PRECIP: "precip_rate"}}}
+    doc = eng.realization(form, {"provider": "CsvPerFeature", "path": one})
+    run_engine(domain.argv(eng.write_json(workdir / "one.json", doc)), cwd=str(workdir), stdout=io.StringIO())
+    texts = {(workdir / "out" / f"{c}.csv").read_bytes() for c in domain.ids}
+    assert len(texts) == 1
+
+
+def test_output_blocks_do_not_change_the_files(domain, workdir, eng, monkeypatch):
+    """Rows written in several appended blocks are the same bytes as one block."""
+    doc = eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain), out="./one/")
+    _run(domain, workdir, eng, doc)
+    monkeypatch.setenv("DMOD_ENGINE_BLOCK_STEPS", "7")  # 48 steps: 7 blocks, the last one short
+    doc["output"]["root"] = "./many/"
+    _run(domain, workdir, eng, doc, name="many.json")
+    assert eng.read_outputs(workdir / "one") == eng.read_outputs(workdir / "many")

@@ -28,15 +28,12 @@ from .domain import (
 from .errors import ConfigError, EngineError
 from .exchange import MpiExchange, NullExchange
 from .forcing import load_forcing
+from .lean_imports import import_pyogrio_lean
+from .loop import step_loop
 from .models import FormulationGroup, build_groups
-from .nexus import nexus_flows
-from .outputs import catchment_writer, nexus_writer
 from .partition_check import validate_partition_file
 from .progress import Progress, ProgressCallback
 from .realization import HydrofabricParam, Realization, load_realization, resolve
-
-#: bytes of output rows buffered per rank before they are written
-BLOCK_BUDGET = 768 * 2**20
 
 
 @dataclass
@@ -76,6 +73,7 @@ def _hydrofabric_columns(real: Realization) -> list[str]:
 def _load_network(args: EngineArgs, real: Realization, cwd: str):
     # read_topology + build_network rather than load_network: the engine has no use for the
     # content hash, and every rank would read the whole file again just to compute it
+    import_pyogrio_lean()
     from dmod.services.hydrofabric import build_network, read_topology
 
     cat_path, nex_path = resolve(args.catchment_path, cwd), resolve(args.nexus_path, cwd)
@@ -158,64 +156,6 @@ def _agree(comm, error: EngineError | None) -> None:
     raise EngineError(text)
 
 
-def _block_steps(n_local: int, groups: list[FormulationGroup], n_out: int, total: int) -> int:
-    forced = os.environ.get("DMOD_ENGINE_BLOCK_STEPS")
-    if forced:
-        return max(1, min(total, int(forced)))
-    per_step = 8 * (2 * n_local + sum(g.m * len(g.record) for g in groups) + 3 * n_out)
-    return max(1, min(total, BLOCK_BUDGET // max(per_step, 1)))
-
-
-def _step_loop(run: _Run, exchange, progress: Progress) -> dict[str, float]:
-    """Advance every step; returns seconds spent in models, exchange/nexus sums and writing."""
-    grid = run.realization.time
-    total, dom = grid.n_steps, run.domain
-    labels = grid.labels()
-    n_local = len(dom.local_cats)
-    write_cats = run.realization.output.catchment_enabled
-    cat_writers = [catchment_writer(run.output_root, g.ids, g.headers) for g in run.groups] if write_cats else []
-    nex_ids = [str(n) for n in run.network.nexus_ids[dom.out_nexus].tolist()]
-    nex_out = nexus_writer(run.output_root, nex_ids)
-    block = _block_steps(n_local, run.groups, len(nex_ids), total)
-    contrib = np.empty((block, n_local))
-    main = np.empty(n_local)
-    recv_offsets = getattr(exchange, "recv_offsets", np.zeros(1, np.int64))
-    # step-major buffers: each step writes one contiguous row
-    rec_blocks = [np.empty((block, g.m, len(g.record))) for g in run.groups] if write_cats else []
-    spent = {"models": 0.0, "exchange": 0.0, "write": 0.0}
-    clock = time.perf_counter
-    for k0 in range(0, total, block):
-        steps = range(k0, min(total, k0 + block))
-        t0 = clock()
-        for kb, k in enumerate(steps):
-            progress.step(k)
-            for gi, g in enumerate(run.groups):
-                g.advance(k, run.forcing, grid.interval)
-                cache: dict[tuple[int, str], np.ndarray] = {}
-                for r, slot in enumerate(g.record if write_cats else ()):
-                    cache[slot] = cache[slot] if slot in cache else g.values(slot)
-                    rec_blocks[gi][kb, :, r] = cache[slot]
-                main[g.members] = cache[g.main] if g.main in cache else g.values(g.main)
-            # m/h over the catchment area → m³/s; the same expression on every rank
-            contrib[kb] = main * run.area_m2 / 3600.0
-            exchange.post(k, contrib[kb])
-        t1 = clock()
-        exchange.complete_through(steps[-1])
-        n = len(steps)
-        received = getattr(exchange, "received", None)
-        received = received[k0: k0 + n] if received is not None else np.zeros((n, 0))
-        flows = nexus_flows(dom, contrib[:n], received, recv_offsets)
-        t2 = clock()
-        for gi, w in enumerate(cat_writers):
-            w.write_block(steps, labels, rec_blocks[gi][:n].transpose(1, 0, 2))
-        nex_out.write_block(steps, labels, flows.T[:, :, None])
-        t3 = clock()
-        spent["models"] += t1 - t0
-        spent["exchange"] += t2 - t1
-        spent["write"] += t3 - t2
-    return spent
-
-
 def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCallback | None = None, *,
                cwd: str | None = None, network=None, batch: bool | None = None,
                stdout: TextIO | None = None) -> EngineResult:
@@ -251,7 +191,7 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
     progress = Progress(run.realization.time.n_steps, enabled=rank == 0, stream=out,
                         callback=progress_callback if rank == 0 else None)
     try:
-        spent = _step_loop(run, exchange, progress)
+        spent = step_loop(run, exchange, progress)
         exchange.close()
         for g in run.groups:
             g.finalize()
