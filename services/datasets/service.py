@@ -25,9 +25,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
 
     async def start(self) -> None:
         self.app.spawn(janitor.run(self.pool, self.blobs, self.uploads))
-
-    async def stop(self) -> None:
-        self.uploads.close()
+    # No stop(): it runs when draining begins, and in-flight transfers still need the thread pools.
 
     # ---- datasets --------------------------------------------------------------------------
     async def CreateDataset(self, request, context):
