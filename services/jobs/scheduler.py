@@ -72,7 +72,7 @@ class Scheduler:
     def batcher(self) -> TransitionBatcher:
         if self._batcher is None or self._batcher.store is not self.store:
             store = self.store
-            self._batcher = TransitionBatcher(store)
+            self._batcher = TransitionBatcher(store, on_moved=self._moved)
             # Launch bookkeeping of the jobs launched together (an allocator batch) shares statements.
             self._attempt = Coalescer(store.attempts_batch)
             self._record_launching = Coalescer(store.record_launching_batch)
@@ -246,12 +246,16 @@ class Scheduler:
         message = f"{states.name(row['state'])} failed {count} times: {exc}"
         await self.store.transition(row, states.FAILED, reason=reason, message=message[:2000])
 
+    def _moved(self, new) -> None:
+        """Our own transition, known before its event comes back through Redis (no re-read)."""
+        if new["id"] in self.owned:
+            self.known_seq[new["id"]] = max(self.known_seq.get(new["id"], 0), new["last_event_seq"])
+
     async def _transition(self, row, to: int, *, reason: str = "", message: str = "", **sets):
+        # Shared with the other jobs' transitions of this loop iteration: one statement (one
+        # transaction when allocations are released), one publish.
         release = (to in states.TERMINAL or to in (states.QUEUED, states.PENDING)) and row["state"] in states.ALLOCATED
-        if release:  # locks node rows first: one job at a time
-            new = await self.store.transition(row, to, reason=reason, message=message, **sets)
-        else:  # shared with the other jobs' transitions of this loop iteration (one statement, one publish)
-            new = await self.batcher.transition(row, to, reason, message, sets)
+        new = await self.batcher.transition(row, to, reason, message, sets, release)
         if new is not None:
             self.known_seq[row["id"]] = new["last_event_seq"]
         return new
@@ -442,10 +446,11 @@ class Scheduler:
                 await conn.execute("UPDATE job_nodes SET allocated_cpus = allocated_cpus + $3, "
                                    "allocated_memory_bytes = allocated_memory_bytes + $4, update_time = now() "
                                    "WHERE pool = $1 AND name = $2", pool_name, node, cpus, mem)
+        for new, _ in started:
+            self._moved(new)  # before the events come back through Redis
         await self.store.publish([e for _, e in started])
         for new, _ in started:
-            self.known_seq[new["id"]] = new["last_event_seq"]
-            self.kick(new["id"])
+            self.kick(new["id"], new)
         if len(waiting) > 256 and len(plan) == 256:
             self.wake_allocator()
         return len(started)

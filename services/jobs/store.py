@@ -423,16 +423,17 @@ class JobStore:
                                      job_id, after_seq, limit)
 
 
-async def release_allocations(conn, job_id: str) -> int:
-    """Release the job's active allocations and give their CPUs/memory back to the nodes."""
+async def release_allocations(conn, job_id: str | list[str]) -> int:
+    """Release the job's (or jobs') active allocations and give their CPUs/memory back to the nodes."""
+    ids = [job_id] if isinstance(job_id, str) else list(job_id)
     result = await conn.fetch(
         """WITH r AS (UPDATE job_allocations SET release_time = clock_timestamp()
-                      WHERE job_id = $1 AND release_time IS NULL RETURNING pool, node, cpus, memory_bytes),
+                      WHERE job_id = ANY($1::text[]) AND release_time IS NULL RETURNING pool, node, cpus, memory_bytes),
                 s AS (SELECT pool, node, sum(cpus)::int AS cpus, sum(memory_bytes)::bigint AS mem FROM r
                       GROUP BY pool, node)
            UPDATE job_nodes n SET allocated_cpus = n.allocated_cpus - s.cpus,
                                   allocated_memory_bytes = n.allocated_memory_bytes - s.mem, update_time = now()
-           FROM s WHERE n.pool = s.pool AND n.name = s.node RETURNING n.name""", job_id)
+           FROM s WHERE n.pool = s.pool AND n.name = s.node RETURNING n.name""", ids)
     return len(result)
 
 
@@ -445,14 +446,15 @@ class TransitionBatcher:
     trips are shared. Transitions that release allocations are not batched (they lock node rows
     first) — callers use `JobStore.transition` for those."""
 
-    def __init__(self, store: JobStore, max_batch: int = 500):
+    def __init__(self, store: JobStore, max_batch: int = 500, on_moved=None):
         self.store = store
         self.max_batch = max_batch
+        self.on_moved = on_moved  # called with each new row before its event is published
         self._pending: list[tuple] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task] = set()
 
-    def transition(self, row, to: int, reason: str, message: str, sets: dict) -> asyncio.Future:
+    def transition(self, row, to: int, reason: str, message: str, sets: dict, release: bool = False) -> asyncio.Future:
         if not states.allowed(row["state"], to):
             raise ValueError(f"illegal transition {states.name(row['state'])} -> {states.name(to)}")
         for key in sets:
@@ -460,7 +462,7 @@ class TransitionBatcher:
                 raise ValueError(f"cannot set {key}")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((row, to, reason, message, sets, future))
+        self._pending.append((row, to, reason, message, sets, future, release))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._start)
@@ -471,7 +473,7 @@ class TransitionBatcher:
         batch, self._pending = self._pending, []
         groups: dict[tuple, list[tuple]] = {}
         for item in batch:
-            groups.setdefault((item[1], item[2], tuple(sorted(item[4]))), []).append(item)
+            groups.setdefault((item[1], item[2], tuple(sorted(item[4])), item[6]), []).append(item)
         for items in groups.values():
             for i in range(0, len(items), self.max_batch):
                 task = asyncio.get_running_loop().create_task(self._run(items[i:i + self.max_batch]))
@@ -480,16 +482,29 @@ class TransitionBatcher:
 
     async def _run(self, items: list[tuple]) -> None:
         try:
-            _, to, reason, _, _, _ = items[0]
-            moved = await self.store.transition_batch(self.store.pool, [i[0] for i in items], to, reason,
-                                                      [i[3] for i in items], [i[4] for i in items])
+            _, to, reason, _, _, _, release = items[0]
+            rows, messages, sets = [i[0] for i in items], [i[3] for i in items], [i[4] for i in items]
+            if not release:
+                moved = await self.store.transition_batch(self.store.pool, rows, to, reason, messages, sets)
+            else:  # as `JobStore.transition`: node rows locked first, allocations given back in the same commit
+                async with self.store.pool.acquire() as conn, conn.transaction():
+                    ids = [r["id"] for r in rows]
+                    await conn.execute(
+                        "SELECT 1 FROM job_nodes WHERE (pool, name) IN (SELECT pool, node FROM job_allocations "
+                        "WHERE job_id = ANY($1::text[]) AND release_time IS NULL) ORDER BY pool, name FOR UPDATE", ids)
+                    moved = await self.store.transition_batch(conn, rows, to, reason, messages, sets)
+                    if moved:
+                        await release_allocations(conn, [new["id"] for new, _ in moved])
+            if self.on_moved is not None:
+                for new, _ in moved:
+                    self.on_moved(new)
             await self.store._publish([e for _, e in moved])
             by_id = {new["id"]: new for new, _ in moved}
-            for row, *_, future in items:
+            for row, *_, future, _ in items:
                 if not future.done():
                     future.set_result(by_id.get(row["id"]))
         except BaseException as exc:  # noqa: BLE001 - every caller gets the failure
-            for *_, future in items:
+            for *_, future, _ in items:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             if not isinstance(exc, Exception):
