@@ -84,7 +84,7 @@ def test_more_ranks_without_partition_file_is_an_error(domain, workdir, eng):
 
 
 def test_forcing_missing_on_one_rank_stops_every_rank(domain, workdir, eng):
-    """The cooperative NetCDF read must not leave the other rank waiting."""
+    """A rank-local forcing error must not leave the other rank waiting."""
     import netCDF4
 
     part, doc = _partition_file(domain, workdir, 2, "METIS")

@@ -14,26 +14,15 @@ import numpy as np
 from .errors import ConfigError
 from .forcing_csv import DEFAULT_PATTERN, DirectoryIndex, read_csv_forcing
 from .forcing_netcdf import read_netcdf_forcing
-from .forcing_shared import read_netcdf_shared
 from .realization import ForcingSpec, resolve
 from .timegrid import TimeGrid
 
 
 def load_forcing(catchment_ids: list[str], specs: list[ForcingSpec], needs: list[tuple[str, ...]],
-                 grid: TimeGrid, cwd: str, comm=None) -> dict[str, np.ndarray]:
-    """Collective when `comm` is given (an MPI run): every rank must call it."""
+                 grid: TimeGrid, cwd: str) -> dict[str, np.ndarray]:
     n, k = len(catchment_ids), grid.n_steps
     variables = sorted({v for need in needs for v in need})
-    try:
-        groups = _groups(catchment_ids, specs, needs, cwd)
-    except ConfigError:
-        if comm is not None:
-            _shared_netcdf(comm, None, n, variables)  # still take part in the collective decision
-        raise
-    shared = _shared_netcdf(comm, groups, n, variables)
-    if shared is not None:  # every rank reads one NetCDF file: read it cooperatively
-        path, variables = shared
-        return read_netcdf_shared(comm, path, catchment_ids, variables, grid)
+    groups = _groups(catchment_ids, specs, needs, cwd)
     if len(groups) == 1:
         (provider, path, _), members = next(iter(groups.items()))
         if provider == "NetCDF" and members == list(range(n)):  # the whole domain from one file: no copy
@@ -46,23 +35,6 @@ def load_forcing(catchment_ids: list[str], specs: list[ForcingSpec], needs: list
         else:
             _load_csv(out, path, pattern, members, catchment_ids, needs, grid, labels)
     return out
-
-
-def _shared_netcdf(comm, groups: dict | None, n: int, variables: list[str]) -> tuple[str, list[str]] | None:
-    """(path, variables) when every rank needs its whole forcing from the same NetCDF file and
-    variables; decided collectively so all ranks take the same branch (groups None: this rank
-    failed and votes no)."""
-    if comm is None:
-        return None
-    key: object = "*" if groups == {} else None  # a rank with nothing to read goes along
-    if groups is not None and len(groups) == 1:
-        (provider, path, _), members = next(iter(groups.items()))
-        if provider == "NetCDF" and members == list(range(n)):
-            key = (path, tuple(variables))
-    keys = [k for k in comm.allgather(key) if k != "*"]
-    if not keys or any(k is None or k != keys[0] for k in keys):
-        return None
-    return keys[0][0], list(keys[0][1])
 
 
 def _groups(catchment_ids, specs, needs, cwd) -> dict[tuple, list[int]]:

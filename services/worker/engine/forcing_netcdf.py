@@ -58,7 +58,8 @@ def _fill_to_nan(var, raw: np.ndarray) -> np.ndarray:
 
 
 def read_rows(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarray:
-    """(len(rows), n_steps) float64 of `var` from per-row time index `first`; missing → NaN."""
+    """(n_steps, len(rows)) float64 of `var` from per-row time index `first`; missing → NaN.
+    Transposed while still in the file's (often 4-byte) type: half the bytes to move."""
     if first.size and (first == first[0]).all():  # one shared time window: a hyperslab read
         lo = int(first[0])
         raw = var[:, lo: lo + n_steps]
@@ -66,12 +67,7 @@ def read_rows(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndar
     else:
         lo, hi = int(first.min()), int(first.max()) + n_steps
         raw = var[:, lo:hi][rows[:, None], (first - lo)[:, None] + np.arange(n_steps)[None, :]]
-    return _fill_to_nan(var, raw)
-
-
-def read_range(var, row_lo: int, row_hi: int, first: int, n_steps: int) -> np.ndarray:
-    """Rows row_lo..row_hi-1 over one time window, float64 with NaN for missing values."""
-    return _fill_to_nan(var, var[row_lo:row_hi, first: first + n_steps])
+    return _fill_to_nan(var, np.ascontiguousarray(np.asarray(raw).T))
 
 
 def open_forcing(path: str):
@@ -113,13 +109,13 @@ def plan_rows(ds, path: str, catchment_ids: list[str], variables: list[str], gri
 
 
 def finish(data: np.ndarray, variable: str, catchment_ids: list[str], grid: TimeGrid, path: str) -> np.ndarray:
-    """(n, K) → (K, n) contiguous, refusing missing values with the catchment and time named."""
+    """Refuse missing values in (K, n) `data`, naming the catchment and time."""
     bad = ~np.isfinite(data)
     if bad.any():
-        j, k = np.argwhere(bad)[0]
+        k, j = np.argwhere(bad)[0]
         raise ConfigError(f"NetCDF forcing {path}: {variable} is missing at {grid.label(int(k))}",
                           catchment=catchment_ids[j], field="forcing")
-    return np.ascontiguousarray(data.T)
+    return data
 
 
 def read_netcdf_forcing(path: str, catchment_ids: list[str], variables: list[str],

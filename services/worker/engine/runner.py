@@ -174,10 +174,9 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
     args = argv if isinstance(argv, EngineArgs) else parse_argv(list(argv))
     comm, rank, size, tag_ub = world(args.partition_path is not None)
     run = None
-    with _agreed(comm):  # everything before the collective forcing read
-        run = _setup(args, cwd, rank, size, tag_ub, network, batch)
     with _agreed(comm):
-        run.forcing = load_forcing(run.ids, run.specs, run.needs, run.realization.time, cwd, comm)
+        run = _setup(args, cwd, rank, size, tag_ub, network, batch)
+        run.forcing = load_forcing(run.ids, run.specs, run.needs, run.realization.time, cwd)
     out = stdout or sys.stdout
     if rank == 0:
         for w in run.realization.warnings:
