@@ -11,21 +11,25 @@ engine wrap these functions.
     validate_partitioning(net, partition_json, n_ranks)   → [Issue]
     synth(out_dir, catchments, seed, ...)                 → manifest dict (writes files)
 """
-from .crosswalk import gage_crosswalk, read_gage_crosswalk
-from .hashing import hydrofabric_id
-from .network import Network
-from .partition import METHODS, PartitionResult, partition
-from .partition_validate import validate_partitioning
-from .readers import is_geopackage, load_network, read_topology
-from .subset import Subset, subset_network, validate_ids
-from .subset_write import subset_hydrofabric, write_subset
-from .synth import synth
-from .topology import Topology, build_network
-from .validate import Issue, errors_only, validate_hydrofabric, validate_network, validate_topology
+import importlib
 
-__all__ = [
-    "METHODS", "Issue", "Network", "PartitionResult", "Subset", "Topology", "build_network", "errors_only",
-    "gage_crosswalk", "hydrofabric_id", "is_geopackage", "load_network", "partition", "read_gage_crosswalk",
-    "read_topology", "subset_hydrofabric", "subset_network", "synth", "validate_hydrofabric", "validate_ids",
-    "validate_network", "validate_partitioning", "validate_topology", "write_subset",
-]
+# Exported names → their module, imported on first use: a submodule (say `network` or
+# `fetch`) must not pay for GDAL/pyogrio, which the readers pull in.
+_EXPORTS = {
+    "gage_crosswalk": "crosswalk", "read_gage_crosswalk": "crosswalk", "hydrofabric_id": "hashing",
+    "Network": "network", "METHODS": "partition", "PartitionResult": "partition", "partition": "partition",
+    "validate_partitioning": "partition_validate", "is_geopackage": "readers", "load_network": "readers",
+    "read_topology": "readers", "Subset": "subset", "subset_network": "subset", "validate_ids": "subset",
+    "subset_hydrofabric": "subset_write", "write_subset": "subset_write", "synth": "synth",
+    "Topology": "topology", "build_network": "topology", "Issue": "validate", "errors_only": "validate",
+    "validate_hydrofabric": "validate", "validate_network": "validate", "validate_topology": "validate",
+}
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the lazy exports
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .network import Network
-from .readers import load_network
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,8 @@ class NetworkCache:
             if files.key in self._items:
                 self._items.move_to_end(files.key)
                 return self._items[files.key]
+            from .readers import load_network  # GDAL only when a network is really loaded
+
             net = await asyncio.to_thread(load_network, str(files.catchments), str(files.nexuses))
             self._items[files.key] = net
             while len(self._items) > self._size:

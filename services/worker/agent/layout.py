@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import posixpath
 
+from dmod.services.hydrofabric.fetch import pick_files
+
 REALIZATION_FILE = "realization.json"
 PARTITION_FILE = "partitions.json"
 OUTPUT_DIR = "output"
@@ -30,15 +32,10 @@ class LayoutError(Exception):
 
 def pick_hydrofabric(paths: list[str]) -> tuple[str, str]:
     """(catchment file, nexus file) among a hydrofabric dataset's object paths."""
-    gpkg = sorted(p for p in paths if p.lower().endswith(".gpkg"))
-    if gpkg:
-        return gpkg[0], gpkg[0]
-    geo = sorted(p for p in paths if p.lower().endswith((".geojson", ".json")))
-    cats = [p for p in geo if any(k in posixpath.basename(p).lower() for k in ("catchment", "divide"))]
-    nexs = [p for p in geo if "nex" in posixpath.basename(p).lower()]
-    if cats and nexs:
-        return cats[0], nexs[0]
-    raise LayoutError("needs a GeoPackage (*.gpkg) or a catchment and a nexus GeoJSON file", "hydrofabric_dataset")
+    try:
+        return pick_files(paths)
+    except ValueError as exc:
+        raise LayoutError(str(exc), "hydrofabric_dataset") from None
 
 
 def pick_json(paths: list[str], preferred: str, role: str) -> str:
