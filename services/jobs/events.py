@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable
 
 from dmod.v1 import jobs_pb2, monitor_pb2
@@ -19,6 +20,9 @@ from dmod.v1 import jobs_pb2, monitor_pb2
 log = logging.getLogger("dmod.jobs.events")
 
 EVENTS = b"dmod:jobs:events"
+# Several JobEvents in one message (a batch of transitions): each is a 4-byte big-endian length
+# and the serialized event. One publish and one message to parse per batch, not per event.
+EVENT_BATCHES = b"dmod:jobs:event-batches"
 LOGS = b"dmod:jobs:logs"
 MONITOR = b"dmod:monitor:events"
 RESYNC = object()  # put into queues after a reconnect: re-read Postgres
@@ -95,10 +99,12 @@ class EventHub:
             if len(events) == 1:
                 await self.redis.publish(EVENTS, events[0].SerializeToString())
             else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for event in events:
-                        pipe.publish(EVENTS, event.SerializeToString())
-                    await pipe.execute()
+                parts = []
+                for event in events:
+                    data = event.SerializeToString()
+                    parts.append(struct.pack(">I", len(data)))
+                    parts.append(data)
+                await self.redis.publish(EVENT_BATCHES, b"".join(parts))
         except Exception as exc:  # noqa: BLE001 - Postgres has the events; watchers poll it
             log.warning("publishing job events failed: %s", exc)
 
@@ -108,9 +114,16 @@ class EventHub:
         except Exception as exc:  # noqa: BLE001
             log.warning("publishing log notice failed: %s", exc)
 
-    async def publish_monitor(self, event: monitor_pb2.MonitorEvent) -> None:
+    async def publish_monitor(self, event: monitor_pb2.MonitorEvent | list[monitor_pb2.MonitorEvent]) -> None:
+        events = event if isinstance(event, list) else [event]
         try:
-            await self.redis.publish(MONITOR, event.SerializeToString())
+            if len(events) == 1:
+                await self.redis.publish(MONITOR, events[0].SerializeToString())
+            elif events:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for e in events:
+                        pipe.publish(MONITOR, e.SerializeToString())
+                    await pipe.execute()
         except Exception as exc:  # noqa: BLE001
             log.warning("publishing monitor event failed: %s", exc)
 
@@ -131,7 +144,13 @@ class EventHub:
                     sub.put(RESYNC)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
-        if channel == EVENTS:
+        if channel == EVENT_BATCHES:
+            offset = 0
+            while offset + 4 <= len(data):
+                (size,) = struct.unpack_from(">I", data, offset)
+                self._dispatch(EVENTS, data[offset + 4:offset + 4 + size])
+                offset += 4 + size
+        elif channel == EVENTS:
             event = jobs_pb2.JobEvent.FromString(data)
             job_id = event.job.removeprefix("jobs/")
             subs = self.job_watchers.get(job_id)
@@ -159,7 +178,7 @@ class EventHub:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(EVENTS, LOGS, MONITOR)
+                await pubsub.subscribe(EVENTS, EVENT_BATCHES, LOGS, MONITOR)
                 self.ready.set()
                 if not first:
                     self._resync_all()

@@ -12,6 +12,7 @@ import logging
 import time
 
 from dmod.services.jobs import lifecycle, states
+from dmod.services.jobs.store import Coalescer, TransitionBatcher
 from dmod.v1 import jobs_pb2
 
 log = logging.getLogger("dmod.jobs.reports")
@@ -33,10 +34,29 @@ class _Stream:
 
 
 class WorkerReports:
+    """The database work of many workers' streams is shared: what the streams ask for in one
+    event-loop iteration goes to Postgres as one statement per kind (and one Redis publish)."""
+
     def __init__(self, rt):
         self.rt = rt
+        self._store = None
+
+    def _batched(self) -> None:
+        store = self.rt.store
+        if self._store is store:
+            return
+        self._store = store
+        self.get = Coalescer(store.get_batch)
+        self.worker_started = Coalescer(store.worker_started_batch)
+        self.progress = Coalescer(store.progress_batch)
+        self.attempt_ended = Coalescer(store.attempt_ended_batch)
+        self.transitions = TransitionBatcher(store)
+
+    async def _transition(self, row, to: int, *, reason: str, message: str, **sets):
+        return await self.transitions.transition(row, to, reason, message, sets)
 
     async def handle(self, iterator, principal, check) -> None:
+        self._batched()
         st = _Stream()
         stop = asyncio.Event()
         flusher = asyncio.get_running_loop().create_task(self._flush_loop(st, stop))
@@ -70,7 +90,7 @@ class WorkerReports:
                 await store.heartbeat(st.job_id, st.attempt)
         elif kind == "started":
             st.last_heartbeat = now
-            await store.worker_started(st.job_id, st.attempt)
+            await self.worker_started(st.job_id, st.attempt)
         elif kind == "progress":
             st.pending_progress = req.progress
             final = req.progress.total_steps and req.progress.step >= req.progress.total_steps
@@ -89,8 +109,7 @@ class WorkerReports:
             return
         st.pending_progress = None
         st.last_progress = now
-        await self.rt.store.progress(st.job_id, st.attempt, p.step, p.total_steps,
-                                     message=f"step {p.step} of {p.total_steps}")
+        await self.progress(st.job_id, st.attempt, p.step, p.total_steps, f"step {p.step} of {p.total_steps}")
 
     async def _flush(self, st: _Stream) -> None:
         if not st.lines or not st.job_id:
@@ -113,20 +132,20 @@ class WorkerReports:
 
     async def _exit(self, st: _Stream, exit: jobs_pb2.WorkerExit) -> None:
         store = self.rt.store
-        await store.attempt_ended(st.job_id, st.attempt, "EXITED", exit.exit_code, exit.reason, exit.message)
+        await self.attempt_ended(st.job_id, st.attempt, "EXITED", exit.exit_code, exit.reason, exit.message)
         for _ in range(10):
-            row = await store.get(st.job_id)
+            row = await self.get(st.job_id)
             if row is None or row["attempt"] != st.attempt:
                 return
             if row["state"] == states.STARTING:  # finished before the launcher recorded RUNNING
-                await store.transition(row, states.RUNNING, reason="WORKER_STARTED",
+                await self._transition(row, states.RUNNING, reason="WORKER_STARTED",
                                        message="worker reported before launch was recorded",
                                        start_time=row["start_time"] or _utcnow())
                 continue
             if row["state"] != states.RUNNING:
                 return  # cancelling, timed out, or already handled
             if exit.exit_code == 0:
-                new = await store.transition(row, states.FINALIZING, reason="WORKER_SUCCEEDED",
+                new = await self._transition(row, states.FINALIZING, reason="WORKER_SUCCEEDED",
                                              message=exit.message or "worker finished; verifying outputs")
                 if new is not None:
                     return

@@ -302,6 +302,68 @@ class JobStore:
         await self._publish([event])
         return new
 
+    async def progress_batch(self, items: list[tuple[str, int, int, int, str]]) -> list:
+        """`progress` for many jobs: one statement, one publish. A job given twice keeps its last."""
+        last: dict[str, tuple] = {}
+        for item in items:
+            last[item[0]] = item
+        chosen = list(last.values())
+        found = await self.pool.fetch(
+            """WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::text[])
+                          AS u(id, attempt, step, total, message)),
+                    j AS (UPDATE jobs SET progress_step = u.step, progress_total = u.total, version = jobs.version + 1,
+                                          last_event_seq = last_event_seq + 1, update_time = now()
+                          FROM u WHERE jobs.id = u.id AND jobs.attempt = u.attempt AND jobs.state = $6
+                          RETURNING jobs.*, u.message AS progress_message),
+                    e AS (INSERT INTO job_events (job_id, seq, state, reason, message, progress_step,
+                                                  progress_total, attempt)
+                          SELECT id, last_event_seq, state, 'PROGRESS', progress_message, progress_step,
+                                 progress_total, attempt FROM j RETURNING job_id, time)
+               SELECT j.*, e.time AS event_time FROM j JOIN e ON e.job_id = j.id""",
+            [i[0] for i in chosen], [i[1] for i in chosen], [i[2] for i in chosen], [i[3] for i in chosen],
+            [i[4] for i in chosen], states.RUNNING)
+        events, by_id = [], {}
+        for new in found:
+            event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=states.RUNNING,
+                                      reason="PROGRESS", message=new["progress_message"], attempt=new["attempt"],
+                                      progress=jobs_pb2.Progress(step=new["progress_step"],
+                                                                 total_steps=new["progress_total"]))
+            event.time.CopyFrom(convert.ts(new["event_time"]))
+            events.append(event)
+            by_id[new["id"]] = new
+        await self._publish(events)
+        return [by_id.get(i[0]) for i in items]
+
+    async def get_batch(self, ids: list[tuple[str]]) -> list:
+        found = await self.pool.fetch("SELECT * FROM jobs WHERE id = ANY($1::text[])", [i[0] for i in ids])
+        by_id = {r["id"]: r for r in found}
+        return [by_id.get(i[0]) for i in ids]
+
+    async def worker_started_batch(self, items: list[tuple[str, int]]) -> list:
+        await self.pool.execute(
+            "UPDATE job_attempts a SET started_time = coalesce(a.started_time, now()), last_heartbeat = now() "
+            "FROM unnest($1::text[], $2::int[]) AS u(id, attempt) WHERE a.job_id = u.id AND a.attempt = u.attempt",
+            [i[0] for i in items], [i[1] for i in items])
+        return [None] * len(items)
+
+    async def attempt_ended_batch(self, items: list[tuple[str, int, str, int | None, str, str]]) -> list:
+        """`attempt_ended` for many attempts (first writer wins); True for each one this recorded."""
+        first: dict[tuple, tuple] = {}
+        for item in items:
+            first.setdefault((item[0], item[1]), item)
+        chosen = list(first.values())
+        found = await self.pool.fetch(
+            """UPDATE job_attempts a SET state = u.state, exit_code = u.code, exit_reason = u.reason,
+                   exit_message = u.message, end_time = now()
+               FROM unnest($1::text[], $2::int[], $3::text[], $4::int[], $5::text[], $6::text[])
+                    AS u(id, attempt, state, code, reason, message)
+               WHERE a.job_id = u.id AND a.attempt = u.attempt AND a.end_time IS NULL
+               RETURNING a.job_id, a.attempt""",
+            [i[0] for i in chosen], [i[1] for i in chosen], [i[2] for i in chosen], [i[3] for i in chosen],
+            [i[4] for i in chosen], [i[5][:4000] for i in chosen])
+        done = {(r["job_id"], r["attempt"]) for r in found}
+        return [(i[0], i[1]) in done and first[(i[0], i[1])] is i for i in items]
+
     async def publish(self, events: list[jobs_pb2.JobEvent]) -> None:
         await self._publish(events)
 

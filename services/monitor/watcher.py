@@ -50,11 +50,15 @@ class Monitor:
 
     # ---- launcher events ----------------------------------------------------------------------
     async def _consume(self) -> None:
-        async for event in self.rt.launcher.events():
+        events = self.rt.launcher.events()
+        async for event in events:
+            batch = [event]
+            batch += self.rt.launcher.pending_events()  # what arrived meanwhile: one Redis round trip
             try:
-                await self.rt.hub.publish_monitor(self._message(event))
-                if event.kind in (EventKind.WORKER_EXITED, EventKind.WORKER_LOST):
-                    self.rt.app.spawn(self._worker_ended(event))
+                await self.rt.hub.publish_monitor([self._message(e) for e in batch])
+                for e in batch:
+                    if e.kind in (EventKind.WORKER_EXITED, EventKind.WORKER_LOST):
+                        self.rt.app.spawn(self._worker_ended(e))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -124,6 +128,11 @@ class Monitor:
             if handle is None or handle.backend != launcher.name or row["end_time"] is not None:
                 continue
             if handle.data.get("host") not in (None, self.hostname) and launcher.name == "local":
+                continue
+            if row["lease_owner"] and row["lease_owner"] != self.rt.me:
+                # A live scheduler instance holds the job and observes its worker (its launcher
+                # spawned it, or it adopted it when it took the job over); when that instance
+                # dies, its leases move here and so does the observing.
                 continue
             await launcher.adopt(handle)
             beat = row["last_heartbeat"] or row["launch_time"]

@@ -170,6 +170,14 @@ class Launcher(abc.ABC):
     def events(self) -> AsyncIterator[LauncherEvent]:
         """Events of every launched or adopted handle; one consumer (the monitor)."""
 
+    def pending_events(self) -> list[LauncherEvent]:
+        """Events already queued behind the one `events()` just yielded (taken, not waited for)."""
+        queue = getattr(self, "_events", None)
+        out = []
+        while queue is not None and not queue.empty():
+            out.append(queue.get_nowait())
+        return out
+
     async def cleanup(self, handle: LaunchHandle) -> None:
         """Remove leftovers of a finished attempt (default: nothing)."""
 
