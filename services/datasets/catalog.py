@@ -1,6 +1,7 @@
 """Dataset lifecycle: create (idempotent), get, list, update, seal (OPEN → SEALED), delete."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 
@@ -46,7 +47,6 @@ class Catalog:
         after = None
         if key:
             try:
-                import datetime as dt
                 after = (dt.datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
             except (ValueError, IndexError, TypeError):
                 raise InvalidArgument(("page_token", "is not a token returned by this method")) from None

@@ -237,7 +237,7 @@ async def test_concurrent_uploads_to_one_path_one_wins(ds, dataset, s3):
     assert (info.object_count, info.size_bytes) == (1, len(final))
 
 
-async def test_presigned_upload_and_download(ds, dataset):
+async def test_presigned_upload_and_download(ds, dataset, tmp_path):
     data = os.urandom(200_000)
     created = await ds.create_upload_url(dataset.name, "browser/file.bin", len(data), sha(data))
     async with httpx.AsyncClient() as http:
@@ -254,6 +254,8 @@ async def test_presigned_upload_and_download(ds, dataset):
         await ds.finalize_upload(bad.upload_id)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(err.value) == "CHECKSUM_MISMATCH"
     assert [o.path for o in await ds.list_objects(dataset.name)] == ["browser/file.bin"]
+    assert await ds.download_file_presigned(obj.name, tmp_path / "via-url.bin") == sha(data)
+    assert (tmp_path / "via-url.bin").read_bytes() == data
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ds.create_upload_url(dataset.name, "../x", 1, "0" * 64)
     assert "path" in violations(err.value)

@@ -111,11 +111,9 @@ def partition_domain(path: str, doc: dict) -> Domain:
 
 
 def detect_partitioning(ctx: DetectionContext) -> Domain:
+    """Several partition files (e.g. for 2 and 4 ranks) give LENGTH = every count they cover."""
     docs = _json_docs(ctx, is_partitioning, "partition config (a JSON object with a 'partitions' list)")
     result = Domain()
-    lengths = set()
     for obj, doc in docs:
-        d = partition_domain(obj.path, doc)
-        lengths |= d.discrete[LENGTH]
-        result = merge(result, d)
-    return Domain(result.continuous, {**result.discrete, LENGTH: frozenset(lengths)})
+        result = merge(result, partition_domain(obj.path, doc))
+    return result
