@@ -10,6 +10,7 @@ import numpy as np
 from .models import FormulationGroup
 from .nexus import nexus_flows
 from .outputs import catchment_writer, nexus_writer
+from .precreate import StaggeredCreator
 from .progress import Progress
 
 #: bytes of output rows buffered per rank before they are written
@@ -24,7 +25,7 @@ def _block_steps(n_local: int, groups: list[FormulationGroup], n_out: int, total
     return max(1, min(total, BLOCK_BUDGET // max(per_step, 1)))
 
 
-def step_loop(run, exchange, progress: Progress) -> dict[str, float]:
+def step_loop(run, exchange, progress: Progress, comm=None) -> dict[str, float]:
     """Advance every step; returns seconds spent in models, exchange/nexus sums and writing."""
     grid = run.realization.time
     total, dom = grid.n_steps, run.domain
@@ -40,6 +41,8 @@ def step_loop(run, exchange, progress: Progress) -> dict[str, float]:
     recv_offsets = getattr(exchange, "recv_offsets", np.zeros(1, np.int64))
     # step-major buffers: each step writes one contiguous row
     rec_blocks = [np.empty((block, g.m, len(g.record))) for g in run.groups] if write_cats else []
+    writers = [*cat_writers, nex_out]
+    creator = StaggeredCreator(comm, writers, total) if comm is not None and comm.size > 1 else None
     spent = {"models": 0.0, "exchange": 0.0, "write": 0.0}
     clock = time.perf_counter
     for k0 in range(0, total, block):
@@ -57,6 +60,8 @@ def step_loop(run, exchange, progress: Progress) -> dict[str, float]:
             # m/h over the catchment area → m³/s; the same expression on every rank
             contrib[kb] = main * run.area_m2 / 3600.0
             exchange.post(k, contrib[kb])
+            if creator is not None:
+                creator.step()
         t1 = clock()
         exchange.complete_through(steps[-1])
         n = len(steps)
@@ -64,6 +69,9 @@ def step_loop(run, exchange, progress: Progress) -> dict[str, float]:
         received = received[k0: k0 + n] if received is not None else np.zeros((n, 0))
         flows = nexus_flows(dom, contrib[:n], received, recv_offsets)
         t2 = clock()
+        if creator is not None:
+            creator.finish()
+            creator = None
         for gi, w in enumerate(cat_writers):
             w.write_block(steps, labels, rec_blocks[gi][:n].transpose(1, 0, 2))
         nex_out.write_block(steps, labels, flows.T[:, :, None])

@@ -66,6 +66,7 @@ class FormulationGroup:
         self.main: tuple[int, str] = (0, "")
         self.full_range = False  # members == arange(n_local): forcing rows need no gather
         self.chain_names: list[str] = []  # outputs published by the modules built so far
+        self.consumed: set[str] = set()  # published outputs some later module takes as input
 
     # ---- setup ---------------------------------------------------------------------------------
     def forcing_needs(self) -> tuple[str, ...]:
@@ -107,8 +108,8 @@ class FormulationGroup:
                     inst.update()
                 else:
                     inst.update_until(mod.start_time + (k + 1) * grid_interval / mod.time_scale)
-            if len(self.modules) > 1:
-                for name, var in mod.outputs.items():
+            for name, var in mod.outputs.items():
+                if name in self.consumed:  # only what a later module reads
                     self.chain[name] = self.gather(mod, var)
 
     def gather(self, mod: ModuleRuntime, var: str) -> np.ndarray:
@@ -244,6 +245,7 @@ def build_groups(catchment_ids: list[str], cat_index: np.ndarray, realization: R
             _wire_inputs(group, mod)
             group.modules.append(mod)
             group.chain_names.extend(mod.outputs)
+        group.consumed = {src for mod in group.modules for _, src, forced in mod.inputs if not forced}
         group.finish_wiring()
         groups.append(group)
     return groups

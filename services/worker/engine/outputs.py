@@ -49,12 +49,14 @@ class CsvSeriesWriter:
                 fh.write(header + text if header else text)
         self.started = True
 
-    def touch(self) -> None:
-        """Create the files (header only) for a run that has no rows."""
-        for path in self.paths:
-            with open(path, "wb") as fh:
-                if self.header is not None:
-                    fh.write(self.header.encode("ascii"))
+    def create(self, index: int) -> None:
+        """Create (truncate) one file with its header ahead of the rows (see precreate.py)."""
+        with open(self.paths[index], "wb") as fh:
+            if self.header is not None:
+                fh.write(self.header.encode("ascii"))
+
+    def mark_created(self) -> None:
+        """Every file exists with its header: blocks are appended from now on."""
         self.started = True
 
 

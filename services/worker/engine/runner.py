@@ -190,7 +190,7 @@ def run_engine(argv: Sequence[str] | EngineArgs, progress_callback: ProgressCall
     progress = Progress(run.realization.time.n_steps, enabled=rank == 0, stream=out,
                         callback=progress_callback if rank == 0 else None)
     try:
-        spent = step_loop(run, exchange, progress)
+        spent = step_loop(run, exchange, progress, comm)
         exchange.close()
         for g in run.groups:
             g.finalize()
