@@ -48,3 +48,15 @@ def test_cli_round_trip(stack, tmp_path):
     assert dmod("rm", name, "--force")[0] == 0
     code, out = dmod("show", "no-such-dataset-name")
     assert code == 1 and "no dataset is named" in out
+
+
+def test_sync_client(gateway, tmp_path):
+    from dmod.datasets_client import FORCING, SyncDatasetsClient
+
+    with SyncDatasetsClient(gateway) as ds:
+        d = ds.create_dataset(f"sync-{uuid.uuid4().hex[:8]}", FORCING)
+        (tmp_path / "a.txt").write_bytes(b"sync bytes")
+        obj = ds.upload_file(d.name, tmp_path / "a.txt", "dir/a.txt")
+        assert ds.download_bytes(obj.name) == b"sync bytes"
+        assert [o.path for o in ds.list_objects(d.name)] == ["dir/a.txt"]
+        ds.delete_dataset(d.name)
