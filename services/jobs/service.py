@@ -148,10 +148,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     # ---- streams ------------------------------------------------------------------------------
     async def WatchJob(self, request, context):
-        row = await self._row(request.name)
-        if request.after_seq < 0:
-            raise InvalidArgument(("after_seq", "must not be negative"))
-        async for item in watch_job(self.rt, row, request.after_seq, self._job):
+        job_id = parse_name(request.name)
+        principal = current_principal()
+
+        def check(row) -> None:
+            if row is None or not can_read(principal, row):
+                raise NotFound(f"{request.name} not found", reason="JOB_NOT_FOUND")
+            if request.after_seq < 0:
+                raise InvalidArgument(("after_seq", "must not be negative"))
+
+        async for item in watch_job(self.rt, job_id, request.after_seq, self._job, check):
             yield item
 
     async def StreamJobLogs(self, request, context):

@@ -16,11 +16,13 @@ IDLE_POLL = 5.0
 PAGE = 1000
 
 
-async def watch_job(rt, row, after_seq: int, to_job):
-    job_id = row["id"]
+async def watch_job(rt, job_id: str, after_seq: int, to_job, check):
+    """`check(row)` raises unless the caller may read the job (the row is read once, after
+    subscribing: it is both the access check and the snapshot)."""
     store = rt.store
     with rt.hub.watch_job(job_id) as sub:
         row = await store.get(job_id)
+        check(row)
         yield jobs_pb2.WatchJobResponse(snapshot=await to_job(row))
         last = after_seq
         done = False
@@ -41,7 +43,9 @@ async def watch_job(rt, row, after_seq: int, to_job):
 
         async for event in backlog():
             yield jobs_pb2.WatchJobResponse(event=event)
-        if await finished():
+        # A job not terminal at the snapshot ends with a terminal event, which reaches the
+        # subscription (taken before the snapshot): only a terminal snapshot needs a re-read here.
+        if (states.is_terminal(row["state"]) or last > row["last_event_seq"]) and await finished():
             return
         while not done:
             try:
