@@ -53,6 +53,7 @@ class FakeManager:
         self.pool, self.blobs = FakePool(rng), FakeBlobs(rng)
         self.hash_pool = ThreadPoolExecutor(2)
         self.node = "test"
+        self.part_budget = asyncio.Semaphore(3)
 
 
 async def test_parts_are_numbered_without_gaps_whatever_finishes_first(monkeypatch):
@@ -72,4 +73,5 @@ async def test_parts_are_numbered_without_gaps_whatever_finishes_first(monkeypat
         assert numbers == list(range(1, len(numbers) + 1)) and session.committed == len(data), seed
         assert b"".join(mgr.blobs.parts[n] for n in numbers) == data
         assert await session.chain.hexdigest() == hashlib.sha256(data).hexdigest()
+        assert mgr.part_budget._value == 3 and session.slots._value == uploads.PARTS_IN_FLIGHT
         mgr.hash_pool.shutdown()

@@ -55,7 +55,8 @@ log = logging.getLogger("dmod.datasets.upload")
 PART_SIZE = int(os.environ.get("DMOD_DATASETS_PART_MIB", "16")) << 20
 MAX_CHUNK = 1 << 20
 MAX_PARTS = 10_000
-PARTS_IN_FLIGHT = 4
+PARTS_IN_FLIGHT = 4  # per upload
+PARTS_IN_FLIGHT_TOTAL = 24  # per process: at most ~400 MiB of part buffers with 16 MiB parts
 LOCK_WAIT_SECONDS = 30.0
 STREAM_EXPIRE_SECONDS = 24 * 3600
 UPLOAD_ID_HEADER = "dmod-upload-id"
@@ -213,6 +214,11 @@ class Session:
         if self.multipart_id is None:
             await self.start_multipart()
         await self.slots.acquire()
+        try:
+            await self.mgr.part_budget.acquire()  # bounds part buffers across all uploads of the process
+        except BaseException:
+            self.slots.release()
+            raise
         task = asyncio.ensure_future(self._part(number, data, hashed))
         self.pending[number] = task
         # Bookkeeping in a callback: it runs even for a task cancelled before it started.
@@ -221,6 +227,7 @@ class Session:
     def _part_done(self, number: int, task: asyncio.Task) -> None:
         self.pending.pop(number, None)
         self.slots.release()
+        self.mgr.part_budget.release()
         if task.cancelled() and self.failure is None:
             self.failure = asyncio.CancelledError(f"part {number} was cancelled")
 
@@ -374,6 +381,7 @@ class Uploads:
         self.node = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.hash_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dmod-sha256")
         self.live: dict[uuid.UUID, Live] = {}
+        self.part_budget = asyncio.Semaphore(PARTS_IN_FLIGHT_TOTAL)
 
     async def upload(self, requests, context) -> datasets_pb2.UploadObjectResponse:
         try:
