@@ -467,12 +467,15 @@ class Scheduler:
                                         else record["handle"]) if record is not None and record["handle"] else None
         how = "adopted"
         if handle is None:
-            if record is None:  # first try: nothing can be running yet
-                await self._record_launching(job_id, attempt, launcher.name)
+            allocs = None
+            if record is None:  # first try: nothing can be running yet (its allocation is read meanwhile)
+                _, allocs = await asyncio.gather(self._record_launching(job_id, attempt, launcher.name),
+                                                 self._allocations(job_id, attempt))
             else:  # an earlier try may have launched it and crashed before recording the handle
                 handle = await launcher.find(name, attempt)
             if handle is None:
-                allocs = await self._allocations(job_id, attempt)
+                if allocs is None:
+                    allocs = await self._allocations(job_id, attempt)
                 if not allocs:  # cannot happen through the allocator; recover by queueing again
                     await self._transition(row, states.QUEUED, reason="NO_ALLOCATION", queued_time=_now(),
                                            message="no allocation recorded for this attempt")
