@@ -14,6 +14,9 @@ import numpy as np
 from .errors import ConfigError
 from .timegrid import TimeGrid
 
+MAX_RUNS = 256  # more runs of wanted rows than this: read the whole variable instead
+CHUNK_CACHE = 256 * 2**20
+
 _UNIT_SECONDS = {"ns": 1e-9, "nanoseconds": 1e-9, "nanosecond": 1e-9, "us": 1e-6, "microseconds": 1e-6,
                  "ms": 1e-3, "milliseconds": 1e-3, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0,
                  "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0,
@@ -57,17 +60,39 @@ def _fill_to_nan(var, raw: np.ndarray) -> np.ndarray:
     return data
 
 
+def _take_rows(var, rows: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """var[rows, lo:hi], reading each contiguous run of the wanted rows as one slice: netCDF4's
+    fancy indexing reads row by row, and reading everything decompresses chunks of catchments
+    another rank simulates (a partition's rows usually form a few runs in the file)."""
+    if not rows.size:
+        return np.empty((0, hi - lo), dtype=var.dtype)
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+    starts, ends = np.concatenate([[0], breaks]), np.concatenate([breaks, [srt.size]])
+    if starts.size > MAX_RUNS:
+        return np.asarray(var[:, lo:hi])[rows]
+    if var.chunking() != "contiguous":
+        var.set_var_chunk_cache(size=CHUNK_CACHE)  # a chunk shared by two runs is decompressed once
+    out = np.empty((rows.size, hi - lo), dtype=var.dtype)
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        out[order[a:b]] = var[int(srt[a]): int(srt[b - 1]) + 1, lo:hi]
+    return out
+
+
 def read_rows(var, rows: np.ndarray, first: np.ndarray, n_steps: int) -> np.ndarray:
     """(n_steps, len(rows)) float64 of `var` from per-row time index `first`; missing → NaN.
     Transposed while still in the file's (often 4-byte) type: half the bytes to move."""
-    if first.size and (first == first[0]).all():  # one shared time window: a hyperslab read
+    if not rows.size:
+        return np.zeros((n_steps, 0))
+    if (first == first[0]).all():  # one shared time window
         lo = int(first[0])
-        raw = var[:, lo: lo + n_steps]
-        raw = raw if rows.size == raw.shape[0] and (rows == np.arange(rows.size)).all() else raw[rows]
+        raw = _take_rows(var, rows, lo, lo + n_steps)
     else:
         lo, hi = int(first.min()), int(first.max()) + n_steps
-        raw = var[:, lo:hi][rows[:, None], (first - lo)[:, None] + np.arange(n_steps)[None, :]]
-    return _fill_to_nan(var, np.ascontiguousarray(np.asarray(raw).T))
+        raw = _take_rows(var, rows, lo, hi)[np.arange(rows.size)[:, None],
+                                            (first - lo)[:, None] + np.arange(n_steps)[None, :]]
+    return _fill_to_nan(var, np.ascontiguousarray(raw.T))
 
 
 def open_forcing(path: str):
@@ -133,9 +158,13 @@ def _locate_steps(time_var, rows: np.ndarray, catchment_ids: list[str], grid: Ti
         scale, ref = time_units_to_epoch(getattr(time_var, "units", ""))
     except ValueError as exc:
         raise ConfigError(f"NetCDF forcing {path}: Time {exc}", field="forcing") from None
-    raw = np.asarray(time_var[:], dtype=np.float64)
-    if raw.ndim == 2 and raw.shape[0] and (raw == raw[0]).all():
-        raw = raw[0]  # the usual case: one time axis repeated per catchment
+    if len(time_var.dimensions) == 2:
+        raw = np.asarray(_take_rows(time_var, rows, 0, time_var.shape[1]), dtype=np.float64)
+        rows = np.arange(rows.size)  # raw now holds exactly the wanted rows
+        if raw.shape[0] and (raw == raw[0]).all():
+            raw = raw[0]  # the usual case: one time axis repeated per catchment
+    else:
+        raw = np.asarray(time_var[:], dtype=np.float64)
     if raw.ndim == 1:
         first = _first_step(np.round(raw * scale).astype(np.int64) + ref, grid)
         if first < 0:
