@@ -192,7 +192,9 @@ class JobSpec(_message.Message):
     partition_method: _partitioner_pb2.PartitionMethod.ValueType
     priority: _builtins.int
     engine: _builtins.str
-    """"auto" (default: ngen if installed, else the embedded engine), "ngen", "embedded"."""
+    """"auto" (default: ngen if installed, else the embedded engine), "ngen", "embedded", or "noop"
+    (the worker starts, reports and exits; no inputs, no outputs, no output dataset).
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -358,6 +360,9 @@ class Job(_message.Message):
     state_message: _builtins.str
     attempt: _builtins.int
     output_dataset: _builtins.str
+    """The dataset the worker's outputs go to (created in STAGING, sealed in FINALIZING). Empty for
+    engine "noop": a no-op job has no outputs, so it gets no output dataset.
+    """
     launcher: _builtins.str
     last_event_seq: _builtins.int
     request_id: _builtins.str

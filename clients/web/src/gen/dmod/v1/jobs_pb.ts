@@ -172,7 +172,8 @@ export type JobSpec = Message<"dmod.v1.JobSpec"> & {
   evaluation?: JobEvaluationSpec | undefined;
 
   /**
-   * "auto" (default: ngen if installed, else the embedded engine), "ngen", "embedded".
+   * "auto" (default: ngen if installed, else the embedded engine), "ngen", "embedded", or "noop"
+   * (the worker starts, reports and exits; no inputs, no outputs, no output dataset).
    *
    * @generated from field: string engine = 18;
    */
@@ -296,6 +297,9 @@ export type Job = Message<"dmod.v1.Job"> & {
   allocations: Allocation[];
 
   /**
+   * The dataset the worker's outputs go to (created in STAGING, sealed in FINALIZING). Empty for
+   * engine "noop": a no-op job has no outputs, so it gets no output dataset.
+   *
    * @generated from field: string output_dataset = 11;
    */
   outputDataset: string;
