@@ -28,7 +28,6 @@ from .domain import (
 from .errors import ConfigError, EngineError
 from .exchange import MpiExchange, NullExchange
 from .forcing import load_forcing
-from .lean_imports import import_pyogrio_lean
 from .loop import step_loop
 from .models import FormulationGroup, build_groups
 from .partition_check import validate_partition_file
@@ -73,7 +72,6 @@ def _hydrofabric_columns(real: Realization) -> list[str]:
 def _load_network(args: EngineArgs, real: Realization, cwd: str):
     # read_topology + build_network rather than load_network: the engine has no use for the
     # content hash, and every rank would read the whole file again just to compute it
-    import_pyogrio_lean()
     from dmod.services.hydrofabric import build_network, read_topology
 
     cat_path, nex_path = resolve(args.catchment_path, cwd), resolve(args.nexus_path, cwd)
