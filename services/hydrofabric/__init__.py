@@ -13,18 +13,23 @@ engine wrap these functions.
 """
 import importlib
 
+# Names that are also submodule names must be bound eagerly: importing the submodule would
+# otherwise replace the lazy function with the module object.
+from .partition import partition as partition
+from .synth import synth as synth
+
 # Exported names → their module, imported on first use: a submodule (say `network` or
 # `fetch`) must not pay for GDAL/pyogrio, which the readers pull in.
 _EXPORTS = {
     "gage_crosswalk": "crosswalk", "read_gage_crosswalk": "crosswalk", "hydrofabric_id": "hashing",
-    "Network": "network", "METHODS": "partition", "PartitionResult": "partition", "partition": "partition",
+    "Network": "network", "METHODS": "partition", "PartitionResult": "partition",
     "validate_partitioning": "partition_validate", "is_geopackage": "readers", "load_network": "readers",
     "read_topology": "readers", "Subset": "subset", "subset_network": "subset", "validate_ids": "subset",
-    "subset_hydrofabric": "subset_write", "write_subset": "subset_write", "synth": "synth",
+    "subset_hydrofabric": "subset_write", "write_subset": "subset_write",
     "Topology": "topology", "build_network": "topology", "Issue": "validate", "errors_only": "validate",
     "validate_hydrofabric": "validate", "validate_network": "validate", "validate_topology": "validate",
 }
-__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the lazy exports
+__all__ = sorted([*_EXPORTS, "partition", "synth"])  # noqa: PLE0605 - the lazy exports
 
 
 def __getattr__(name: str):
