@@ -24,17 +24,9 @@ def ts(text: str) -> Timestamp:
 
 
 def realization(start: str = START, end: str = "2015-12-02 23:00:00") -> dict:
-    return {
-        "global": {
-            "formulations": [{"name": "bmi_python", "params": {
-                "model_type_name": "CFE", "python_type": CFE, "init_config": "./config/{{id}}.json",
-                "main_output_variable": "Q_OUT", "uses_forcing_file": False,
-                "variables_names_map": {"atmosphere_water__liquid_equivalent_precipitation_rate": "precip_rate"}}}],
-            "forcing": {"provider": "CsvPerFeature", "path": "./forcing/", "file_pattern": "{{id}}.csv"},
-        },
-        "time": {"start_time": start, "end_time": end, "output_interval": 3600},
-        "output": {"root": "./output/", "catchment": {"enable": True}},
-    }
+    from dmod.cli.demo import realization as demo_realization
+
+    return demo_realization(end, start)
 
 
 def make_domain(folder: Path, catchments: int = 12, hours: int = 48, seed: int = 3) -> dict:

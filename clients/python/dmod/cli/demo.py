@@ -30,7 +30,8 @@ START, HOURS = "2015-12-01 00:00:00", 72
 CFE = "dmod.services.worker.models.cfe.CFE"
 
 
-def realization(end: str) -> dict:
+def realization(end: str, start: str = START) -> dict:
+    """A realization running the CFE-style model on CSV forcing (`config/<id>.json` init files)."""
     return {
         "global": {
             "formulations": [{"name": "bmi_python", "params": {
@@ -39,7 +40,7 @@ def realization(end: str) -> dict:
                 "variables_names_map": {"atmosphere_water__liquid_equivalent_precipitation_rate": "precip_rate"}}}],
             "forcing": {"provider": "CsvPerFeature", "path": "./forcing/", "file_pattern": "{{id}}.csv"},
         },
-        "time": {"start_time": START, "end_time": end, "output_interval": 3600},
+        "time": {"start_time": start, "end_time": end, "output_interval": 3600},
         "output": {"root": "./output/", "catchment": {"enable": True}},
     }
 
