@@ -6,7 +6,6 @@ from pathlib import Path
 
 import grpc
 
-from dmod.datasets_client import DatasetsClient
 from dmod.services.evaluation.metrics import ALL_METRICS
 from dmod.services.evaluation.runner import run_evaluation
 from dmod.services.evaluation.store import (
@@ -19,7 +18,7 @@ from dmod.services.evaluation.store import (
 )
 from dmod.services.runtime.app import App
 from dmod.services.runtime.auth import current_principal
-from dmod.services.runtime.deadlines import downstream_timeout
+from dmod.services.runtime.datasets import caller_datasets, owner_datasets
 from dmod.services.runtime.errors import InvalidArgument, from_downstream
 from dmod.v1 import evaluation_pb2, evaluation_pb2_grpc
 
@@ -73,8 +72,8 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
 
     def _run(self, row) -> None:
         spec = evaluation_pb2.EvaluationSpec.FromString(row["spec"])
-        datasets = DatasetsClient(self.app.channel(), metadata=self.app.on_behalf_of(row["owner"]), timeout=600)
-        self.app.spawn(run_evaluation(row["id"], spec, datasets, self.store, self.cache))
+        self.app.spawn(run_evaluation(row["id"], spec, owner_datasets(self.app, row["owner"]), self.store,
+                                      self.cache))
 
     def _owner_filter(self) -> str | None:
         principal = current_principal()
@@ -83,8 +82,7 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
     async def CreateEvaluation(self, request, context):
         validate_spec(request.spec)
         owner = current_principal().user
-        async with DatasetsClient(self.app.channel(), metadata=self.app.on_behalf_of(owner),
-                                  timeout=downstream_timeout(30.0)) as ds:
+        async with caller_datasets(self.app, 30.0) as ds:
             for field in ("output_dataset", "observation_dataset", "hydrofabric_dataset"):
                 name = getattr(request.spec, field)
                 if name:

@@ -225,15 +225,7 @@ class JobStore:
                           FROM j RETURNING job_id, time)
                SELECT j.*, e.time AS event_time FROM j JOIN e ON e.job_id = j.id""",
             [r["id"] for r in rows], [r["version"] for r in rows], to, reason, messages)
-        out = []
-        for new in found:
-            event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to,
-                                      reason=reason, message=new["state_message"], attempt=new["attempt"],
-                                      progress=jobs_pb2.Progress(step=new["progress_step"],
-                                                                 total_steps=new["progress_total"]))
-            event.time.CopyFrom(convert.ts(new["event_time"]))
-            out.append((new, event))
-        return out
+        return _with_events(found, to, reason)
 
     async def transition_batch(self, conn, rows, to: int, reason: str, messages: list[str],
                                sets: list[dict] | None = None):
@@ -272,15 +264,7 @@ class JobStore:
                           SELECT id, last_event_seq, state, $4, state_message, progress_step, progress_total, attempt
                           FROM j RETURNING job_id, time)
                SELECT j.*, e.time AS event_time FROM j JOIN e ON e.job_id = j.id""", *args)
-        out = []
-        for new in found:
-            event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to,
-                                      reason=reason, message=new["state_message"], attempt=new["attempt"],
-                                      progress=jobs_pb2.Progress(step=new["progress_step"],
-                                                                 total_steps=new["progress_total"]))
-            event.time.CopyFrom(convert.ts(new["event_time"]))
-            out.append((new, event))
-        return out
+        return _with_events(found, to, reason)
 
     async def progress(self, job_id: str, attempt: int, step: int, total: int, message: str = ""):
         """A same-state event carrying progress, if the job is still RUNNING this attempt."""
@@ -565,7 +549,7 @@ class TransitionBatcher:
             for row, *_, future, _ in items:
                 if not future.done():
                     future.set_result(by_id.get(row["id"]))
-        except BaseException as exc:  # noqa: BLE001 - every caller gets the failure
+        except BaseException as exc:
             for *_, future, _ in items:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
@@ -608,9 +592,22 @@ class Coalescer:
             for (_, future), result in zip(items, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-        except BaseException as exc:  # noqa: BLE001 - every caller gets the failure
+        except BaseException as exc:
             for _, future in items:
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             if not isinstance(exc, Exception):
                 raise
+
+
+def _with_events(found, to: int, reason: str) -> list:
+    """(new row, its JobEvent) for rows a batched transition returned (with `event_time`)."""
+    out = []
+    for new in found:
+        event = jobs_pb2.JobEvent(job=convert.job_name(new["id"]), seq=new["last_event_seq"], state=to,
+                                  reason=reason, message=new["state_message"], attempt=new["attempt"],
+                                  progress=jobs_pb2.Progress(step=new["progress_step"],
+                                                             total_steps=new["progress_total"]))
+        event.time.CopyFrom(convert.ts(new["event_time"]))
+        out.append((new, event))
+    return out

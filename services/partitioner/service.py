@@ -20,8 +20,7 @@ from dmod.services.hydrofabric.partition import partition
 from dmod.services.hydrofabric.partition_validate import validate_partitioning
 from dmod.services.hydrofabric.restrict import restrict
 from dmod.services.runtime.app import App
-from dmod.services.runtime.auth import forward_metadata
-from dmod.services.runtime.deadlines import downstream_timeout
+from dmod.services.runtime.datasets import caller_datasets
 from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, from_downstream
 from dmod.v1 import domain_pb2, partitioner_pb2, partitioner_pb2_grpc
 
@@ -46,9 +45,6 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
         self.cache = Path(app.settings.home) / "cache/hydrofabric"
         self.networks = NetworkCache()
 
-    def _datasets(self) -> DatasetsClient:
-        return DatasetsClient(self.app.channel(), metadata=forward_metadata(), timeout=downstream_timeout(300.0))
-
     async def _network(self, ds: DatasetsClient, dataset: str, field: str):
         try:
             files = await fetch_files(ds, dataset, self.cache)
@@ -72,7 +68,7 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         method = _METHODS.get(request.method, "METIS")
-        async with self._datasets() as ds:
+        async with caller_datasets(self.app) as ds:
             existing = await self._existing(ds, request.request_id)
             if existing is not None:
                 return existing
@@ -126,7 +122,7 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
             violations.append(("partition_count", "must be ≥ 1 (the number of MPI ranks)"))
         if violations:
             raise InvalidArgument(violations)
-        async with self._datasets() as ds:
+        async with caller_datasets(self.app) as ds:
             net = await self._network(ds, request.hydrofabric_dataset, "hydrofabric_dataset")
             try:
                 objects = [o.path for o in await ds.list_objects(request.partition_dataset)]

@@ -16,8 +16,7 @@ from dmod.services.hydrofabric.readers import is_geopackage
 from dmod.services.hydrofabric.subset import resolve_seeds, subset_network
 from dmod.services.hydrofabric.subset_write import write_subset
 from dmod.services.runtime.app import App
-from dmod.services.runtime.auth import forward_metadata
-from dmod.services.runtime.deadlines import downstream_timeout
+from dmod.services.runtime.datasets import caller_datasets
 from dmod.services.runtime.errors import InvalidArgument, from_downstream
 from dmod.v1 import subset_pb2, subset_pb2_grpc
 
@@ -32,9 +31,6 @@ class SubsetServicer(subset_pb2_grpc.SubsetServiceServicer):
         self.app = app
         self.cache = Path(app.settings.home) / "cache/hydrofabric"
         self.networks = NetworkCache()
-
-    def _datasets(self) -> DatasetsClient:
-        return DatasetsClient(self.app.channel(), metadata=forward_metadata(), timeout=downstream_timeout(300.0))
 
     async def _load(self, ds: DatasetsClient, dataset: str):
         try:
@@ -71,7 +67,7 @@ class SubsetServicer(subset_pb2_grpc.SubsetServiceServicer):
             raise InvalidArgument(violations)
         self._check_ids(request.ids)
         upstream, downstream = _DIRECTIONS.get(request.direction, (True, False))
-        async with self._datasets() as ds:
+        async with caller_datasets(self.app) as ds:
             source, files, net, crosswalk = await self._load(ds, request.hydrofabric_dataset)
             try:
                 sub = subset_network(net, list(request.ids), upstream=upstream, downstream=downstream,
@@ -105,7 +101,7 @@ class SubsetServicer(subset_pb2_grpc.SubsetServiceServicer):
         if not request.hydrofabric_dataset.startswith("datasets/"):
             raise InvalidArgument(("hydrofabric_dataset", "required: datasets/{id}"))
         self._check_ids(request.ids)
-        async with self._datasets() as ds:
+        async with caller_datasets(self.app) as ds:
             _, _, net, crosswalk = await self._load(ds, request.hydrofabric_dataset)
         seeds = resolve_seeds(net, list(request.ids), crosswalk)
         return subset_pb2.ValidateIdsResponse(unknown_ids=seeds.unknown, kinds=seeds.kinds)
