@@ -215,3 +215,11 @@ def test_tracker_reports_a_removed_service_as_lost():
     tracker.update(["svc0", "svc1"], [task("running"), task("running", service="svc1")])
     events = tracker.update([], [])
     assert [e.kind for e in events] == [EventKind.WORKER_LOST]
+
+
+def test_tracker_reports_started_before_exited_when_a_task_finished_between_polls():
+    tracker = Tracker(HANDLE)
+    both = ["svc0", "svc1"]
+    events = tracker.update(both, [task("failed", exit_code=7), task("complete", exit_code=0, service="svc1")])
+    kinds = [e.kind for e in events if e.kind is not EventKind.TASK_STATE]
+    assert kinds == [EventKind.WORKER_STARTED, EventKind.WORKER_EXITED] and events[-1].exit_code == 7

@@ -121,6 +121,10 @@ class Tracker:
         seen = summarize(self.handle, present, mine)
         if seen.state is WorkerState.EXITED:
             self.done = True
+            if not self.started:  # ran and exited between two polls: it did start, say so first
+                self.started = True
+                events.append(LauncherEvent(self.handle, EventKind.WORKER_STARTED,
+                                            message="task(s) ran to completion between polls"))
             events.append(LauncherEvent(self.handle, EventKind.WORKER_EXITED, exit_code=seen.exit_code,
                                         message=seen.message))
         elif seen.state is WorkerState.GONE:
