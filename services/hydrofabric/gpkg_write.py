@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyogrio
 
 CRS = "EPSG:5070"
 
@@ -29,4 +28,6 @@ def write_layer(path, layer: str, columns: dict, geometry=None, geometry_type: s
         data["geom"] = geometry if isinstance(geometry, (pa.Array, pa.ChunkedArray)) else pa.array(geometry, type=pa.binary())
         kwargs = {"geometry_name": "geom", "geometry_type": geometry_type, "crs": crs}
     table = pa.table(data)
+    from .ogr import pyogrio  # here: importers of the package (each engine rank) need no writer
+
     pyogrio.write_arrow(table, os.fspath(path), layer=layer, driver="GPKG", **kwargs)

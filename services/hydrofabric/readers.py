@@ -12,11 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyogrio
 
 from .hashing import hydrofabric_id as content_id
 from .ids import lookup, wb_to_cat
 from .network import Network
+from .ogr import pyogrio
 from .topology import Topology, build_network
 
 

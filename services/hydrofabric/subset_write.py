@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyogrio
 
 from .hashing import hydrofabric_id
 from .ids import parse_ids
 from .network import Network
+from .ogr import pyogrio
 from .readers import is_geopackage, layer_fields, layer_names
 from .subset import Subset
 

@@ -149,6 +149,9 @@ def write_forcing_and_observations(out: Path, sn, seed: int, start: str, hours: 
     return info
 
 
+FORCING_CHUNK_CATCHMENTS = 512
+
+
 def write_netcdf_forcing(path, cat_ids, times: pd.DatetimeIndex, fields: dict[str, np.ndarray]) -> None:
     """ngen NetCDF forcing: dims (catchment-id, time), ids(catchment-id), Time(catchment-id, time)."""
     import netCDF4
@@ -166,7 +169,11 @@ def write_netcdf_forcing(path, cat_ids, times: pd.DatetimeIndex, fields: dict[st
         units = {"APCP_surface": "kg m-2", "DLWRF_surface": "W m-2", "DSWRF_surface": "W m-2",
                  "PRES_surface": "Pa", "SPFH_2maboveground": "kg kg-1", "TMP_2maboveground": "K",
                  "UGRD_10maboveground": "m s-1", "VGRD_10maboveground": "m s-1", "precip_rate": "mm s-1"}
+        # whole series of a modest block of catchments per chunk: a reader (one MPI rank) that
+        # wants some catchments decompresses about their share, not the library's huge default
+        chunks = (max(1, min(n, FORCING_CHUNK_CATCHMENTS)), max(1, hours))
         for name in AORC_VARS:
-            var = ds.createVariable(name, "f4", ("catchment-id", "time"), zlib=True, complevel=1)
+            var = ds.createVariable(name, "f4", ("catchment-id", "time"), zlib=True, complevel=1,
+                                    chunksizes=chunks)
             var.units = units[name]
             var[:] = fields[name].astype(np.float32)

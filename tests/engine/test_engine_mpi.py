@@ -42,10 +42,12 @@ def _cut_confluences(domain, doc) -> int:
     return cut
 
 
-@pytest.mark.parametrize("ranks, method, block", [(2, "METIS", None), (3, "DFS_CHUNK", "5")])
-def test_mpi_outputs_are_byte_identical_to_serial(domain, workdir, eng, serial, monkeypatch, ranks, method, block):
+@pytest.mark.parametrize("ranks, method, block, precreate", [(2, "METIS", None, "0"), (3, "DFS_CHUNK", "5", "1")])
+def test_mpi_outputs_are_byte_identical_to_serial(domain, workdir, eng, serial, monkeypatch, ranks, method, block,
+                                                  precreate):
     if block:  # several output blocks: files created rank by rank, rows appended per block
         monkeypatch.setenv("DMOD_ENGINE_BLOCK_STEPS", block)
+    monkeypatch.setenv("DMOD_ENGINE_PRECREATE", precreate)  # both ways of creating the files
     part, doc = _partition_file(domain, workdir, ranks, method)
     assert _cut_confluences(domain, doc) >= ranks - 1  # contributions really cross ranks
     path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))

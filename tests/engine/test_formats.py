@@ -102,3 +102,19 @@ def test_realization_steps_and_legacy_output():
     real = parse_realization(_doc(output_root="./legacy/", disable_catchment_output=True))
     assert real.time.n_steps == 6 and real.time.labels()[-1] == "2015-12-01 05:00:00"
     assert real.output.root == "./legacy/" and real.output.catchment_enabled is False
+
+
+def test_precreation_is_skipped_on_memory_file_systems(tmp_path, monkeypatch):
+    from dmod.services.worker.engine import precreate
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n"
+                      "tmpfs /mnt/my\\040runs tmpfs rw 0 0\n")
+    assert precreate.file_system_type("/dev/shm/out", str(mounts)) == "tmpfs"
+    assert precreate.file_system_type("/dev/shmx/out", str(mounts)) == "ext4"
+    assert precreate.file_system_type("/mnt/my runs/a", str(mounts)) == "tmpfs"
+    assert precreate.file_system_type("/x", str(tmp_path / "absent")) == ""
+    monkeypatch.setenv("DMOD_ENGINE_PRECREATE", "1")
+    assert precreate.worthwhile("/dev/shm")
+    monkeypatch.setenv("DMOD_ENGINE_PRECREATE", "0")
+    assert not precreate.worthwhile(str(tmp_path))

@@ -11,6 +11,7 @@ from .models import FormulationGroup
 from .nexus import nexus_flows
 from .outputs import catchment_writer, nexus_writer
 from .precreate import StaggeredCreator
+from .precreate import worthwhile as precreate_worthwhile
 from .progress import Progress
 
 #: bytes of output rows buffered per rank before they are written
@@ -54,7 +55,8 @@ def step_loop(run, exchange, progress: Progress, comm=None) -> dict[str, float]:
     # step-major buffers: each step writes one contiguous row
     rec_blocks = [np.empty((block, g.m, len(g.record))) for g in run.groups] if write_cats else []
     writers = [*cat_writers, nex_out]
-    creator = StaggeredCreator(comm, writers, total) if comm is not None and comm.size > 1 else None
+    staggered = comm is not None and comm.size > 1 and precreate_worthwhile(run.output_root)
+    creator = StaggeredCreator(comm, writers, total) if staggered else None
     spent = {"models": 0.0, "exchange": 0.0, "write": 0.0}
     creating = 0.0  # file creation turns inside the loop count as writing
     clock = time.perf_counter

@@ -7,16 +7,49 @@ take turns: a token travels rank 0 → 1 → … ; the holder creates a slice of
 step (empty, or with the catchment header) and passes the token on when done, while the other
 ranks simply compute. Rows are appended later, which does not contend. A rank that reaches the
 end of its loop before its turn waits (politely) for the token. Only lower ranks are ever waited
-for, so the token cannot deadlock. Not used in serial runs (nothing to contend with).
+for, so the token cannot deadlock. Not used in serial runs (nothing to contend
+with), nor on memory file systems: tmpfs creates do not contend, and the extra open per file
+would cost ~0.4 s per 16k files.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .comm import wait_all
 from .outputs import CsvSeriesWriter
+
+#: file systems whose creates do not serialize on a directory lock worth taking turns for
+MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def file_system_type(path: str, mounts: str = "/proc/self/mounts") -> str:
+    """Type of the file system holding `path` (its longest mount point prefix), "" if unknown."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open(mounts) as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return ""
+    return kind
+
+
+def worthwhile(output_root: str) -> bool:
+    """Take turns creating files? DMOD_ENGINE_PRECREATE=0/1 decides, else the file system."""
+    forced = os.environ.get("DMOD_ENGINE_PRECREATE")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return file_system_type(output_root) not in MEMORY_FILE_SYSTEMS
 
 
 class StaggeredCreator:
