@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     s3_bucket: str = "dmod"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    # S3 as clients reach it, for presigned URLs (e.g. https://s3.example.org); empty = s3_endpoint
+    s3_public_url: str = ""
 
     # Auth: Ed25519 key pair for JWTs; off in the local default (single user).
     auth_required: bool = False

@@ -5,7 +5,6 @@ The minio client is synchronous; calls run in worker threads so the event loop s
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 from typing import BinaryIO
 
@@ -74,9 +73,3 @@ class Storage:
             for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
                 self.client.remove_object(self.bucket, obj.object_name)
         await asyncio.to_thread(remove)
-
-    async def presigned_put(self, key: str, expires: dt.timedelta) -> str:
-        return await asyncio.to_thread(self.client.presigned_put_object, self.bucket, key, expires)
-
-    async def presigned_get(self, key: str, expires: dt.timedelta) -> str:
-        return await asyncio.to_thread(self.client.presigned_get_object, self.bucket, key, expires)

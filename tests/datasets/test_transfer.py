@@ -11,7 +11,8 @@ import grpc
 import httpx
 import pytest
 
-from dmod.datasets_client import DatasetsClient, object_name, reason
+from dmod import datasets_client
+from dmod.datasets_client import ChecksumMismatch, DatasetsClient, object_name, reason
 from dmod.errors import error_details
 from dmod.services.datasets.transfer.uploads import PART_SIZE
 from dmod.v1 import datasets_pb2
@@ -254,7 +255,8 @@ async def test_presigned_upload_and_download(ds, dataset, tmp_path):
         await ds.finalize_upload(bad.upload_id)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(err.value) == "CHECKSUM_MISMATCH"
     assert [o.path for o in await ds.list_objects(dataset.name)] == ["browser/file.bin"]
-    assert await ds.download_file_presigned(obj.name, tmp_path / "via-url.bin") == sha(data)
+    got = await ds.download_file(obj.name, tmp_path / "via-url.bin", via="url")
+    assert got.sha256 == sha(data) and got.size_bytes == len(data) and got.path == "browser/file.bin"
     assert (tmp_path / "via-url.bin").read_bytes() == data
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ds.create_upload_url(dataset.name, "../x", 1, "0" * 64)
@@ -272,3 +274,38 @@ async def test_directory_round_trip(ds, dataset, tmp_path):
     assert len(paths) == 30
     for p in src.rglob("*.txt"):
         assert (tmp_path / "dst" / "in" / p.relative_to(src)).read_bytes() == p.read_bytes()
+
+
+async def test_download_by_url_is_verified_and_falls_back_to_the_stream(ds, dataset, s3, db, tmp_path, monkeypatch):
+    data = os.urandom(3 * MiB + 7)
+    obj = await ds.upload_bytes(dataset.name, "big/by-url.bin", data)
+    monkeypatch.setattr(datasets_client, "URL_MIN_BYTES", MiB)  # "large" for this test
+    got = await ds.download_file(obj.name, tmp_path / "auto.bin")  # auto: by URL, straight from S3
+    assert got.sha256 == sha(data) and (tmp_path / "auto.bin").read_bytes() == data
+
+    # S3 not reachable from the client (a URL to a closed port): auto streams through the
+    # service instead, "url" insists and fails
+    real = ds.create_download_url
+
+    async def unreachable(name):
+        reply = await real(name)
+        reply.url = "http://127.0.0.1:9/dmod/nowhere?X-Amz-Signature=0"
+        return reply
+    monkeypatch.setattr(ds, "create_download_url", unreachable)
+    got = await ds.download_file(obj.name, tmp_path / "fallback.bin")
+    assert got.sha256 == sha(data) and (tmp_path / "fallback.bin").read_bytes() == data
+    with pytest.raises(datasets_client.UrlFetchFailed):
+        await ds.download_file(obj.name, tmp_path / "never.bin", via="url")
+    monkeypatch.setattr(ds, "create_download_url", real)
+
+    # a damaged object is never written under its name, whichever path the bytes took
+    key = await db.fetchval("SELECT s3_key FROM dataset_objects WHERE dataset_id = $1 AND path = $2",
+                            uuid.UUID(dataset.name.split("/")[1]), "big/by-url.bin")
+    damaged = bytearray(data)
+    damaged[MiB + 11] ^= 0x40
+    await asyncio.to_thread(s3.put_object, "dmod", key, io.BytesIO(bytes(damaged)), len(damaged))
+    with pytest.raises(ChecksumMismatch):
+        await ds.download_file(obj.name, tmp_path / "out" / "damaged.bin")
+    assert not list((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError):
+        await ds.download_file(obj.name, tmp_path / "x", via="carrier-pigeon")

@@ -35,11 +35,14 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from dmod import client as _client
 from dmod.errors import error_details
+from dmod.url_download import UrlFetchFailed
+from dmod.url_download import fetch as fetch_url
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
 
 CHUNK = 1 << 20  # the server's largest accepted chunk
 SMALL_FILE = 4 << 20  # read whole, hashed before sending
 READ_AHEAD = 8
+URL_MIN_BYTES = 32 << 20  # whole objects this big come straight from S3 by URL (auto)
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
 # dmod.client's options plus a large initial HTTP/2 receive window: downloads are not throttled
 # by window updates when the host is busy.
@@ -510,9 +513,55 @@ class DatasetsClient:
         return data
 
     async def download_file(self, name: str, dest: str | os.PathLike, *, progress: Progress | None = None,
-                            retries: int = 5) -> datasets_pb2.DataObject:
-        """Download a whole object to `dest` (atomically; SHA-256 verified), resuming after
-        transient failures from the bytes already received."""
+                            retries: int = 5, via: str | None = None,
+                            size_hint: int | None = None) -> datasets_pb2.DataObject:
+        """Download a whole object to `dest` (atomically; SHA-256 verified).
+
+        via: "stream" (through the service, resuming after transient failures), "url" (straight
+        from S3 by a presigned URL the service issues), or "auto" (default, DMOD_DOWNLOAD_VIA):
+        objects of URL_MIN_BYTES and more by URL when S3 answers, else streamed. size_hint
+        (e.g. from list_objects) saves asking for a URL for small objects."""
+        via = via or os.environ.get("DMOD_DOWNLOAD_VIA", "auto")
+        if via not in ("auto", "url", "stream"):
+            raise ValueError(f"via must be auto, url or stream, not {via!r}")
+        if via == "url" or (via == "auto" and (size_hint is None or size_hint >= URL_MIN_BYTES)):
+            obj = await self._download_by_url(name, Path(dest), progress, required=via == "url")
+            if obj is not None:
+                return obj
+        return await self._download_stream(name, Path(dest), progress, retries)
+
+    async def _download_by_url(self, name: str, dest: Path, progress: Progress | None, *,
+                               required: bool) -> datasets_pb2.DataObject | None:
+        """The URL path of download_file; None = not taken (small object, S3 not reachable from
+        here, older server) unless `required`."""
+        try:
+            url = await self.create_download_url(name)
+        except grpc.aio.AioRpcError as exc:
+            if required or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return None
+        if not url.HasField("object") or (not required and url.object.size_bytes < URL_MIN_BYTES):
+            if required and not url.HasField("object"):
+                raise UrlFetchFailed(f"{name}: the server did not state the object's size")
+            return None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            try:
+                digest = await asyncio.to_thread(fetch_url, url.url, tmp, url.object.size_bytes, progress)
+            except UrlFetchFailed:
+                if required:
+                    raise
+                return None
+            if digest != url.object.sha256:
+                raise ChecksumMismatch(f"{name}: downloaded bytes hash to {digest}, recorded {url.object.sha256}")
+            os.replace(tmp, dest)
+            return url.object
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def _download_stream(self, name: str, dest: Path, progress: Progress | None,
+                               retries: int) -> datasets_pb2.DataObject:
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
@@ -551,45 +600,6 @@ class DatasetsClient:
         finally:
             tmp.unlink(missing_ok=True)
 
-    async def download_file_presigned(self, name: str, dest: str | os.PathLike, *,
-                                      progress: Progress | None = None) -> str:
-        """Download a whole object straight from S3 through a presigned URL (the service issues
-        the URL and the recorded SHA-256; the bytes skip the gateway). Verified and written
-        atomically like `download_file`; returns the SHA-256. Needs the S3 endpoint reachable."""
-        url = await self.create_download_url(name)
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
-
-        def fetch() -> str:
-            import urllib3
-
-            hasher, done = hashlib.sha256(), 0
-            response = urllib3.PoolManager().request("GET", url.url, preload_content=False, timeout=300.0)
-            try:
-                if response.status != 200:
-                    raise OSError(f"{name}: presigned GET answered HTTP {response.status}")
-                total = int(response.headers.get("content-length", 0))
-                with open(tmp, "wb") as fh:
-                    for block in response.stream(CHUNK):
-                        fh.write(block)
-                        hasher.update(block)
-                        done += len(block)
-                        if progress:
-                            progress(done, total)
-            finally:
-                response.release_conn()
-            return hasher.hexdigest()
-
-        try:
-            digest = await asyncio.to_thread(fetch)
-            if digest != url.sha256:
-                raise ChecksumMismatch(f"{name}: downloaded bytes hash to {digest}, recorded {url.sha256}")
-            os.replace(tmp, dest)
-            return digest
-        finally:
-            tmp.unlink(missing_ok=True)
-
     async def download_dir(self, dataset: str, dest_dir: str | os.PathLike, prefix: str = "", *,
                            concurrency: int = 8, progress: Progress | None = None) -> list[Path]:
         """Every object (under `prefix`) into `dest_dir`, keeping relative paths."""
@@ -606,7 +616,7 @@ class DatasetsClient:
                     progress(sum(done.values()), total)
             target = root / o.path
             async with sem:
-                await self.download_file(o.name, target, progress=each)
+                await self.download_file(o.name, target, progress=each, size_hint=o.size_bytes)
             return target
 
         return list(await asyncio.gather(*(one(o) for o in objects)))

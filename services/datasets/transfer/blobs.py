@@ -60,9 +60,22 @@ def make_client(settings, connections: int) -> Minio:
                    secure=settings.s3_secure, region=settings.s3_region, http_client=http)
 
 
+def make_signer(settings) -> Minio:
+    """A client that only signs URLs, for S3 as clients see it (`s3_public_url`). With the
+    region given, minio signs offline: this client never connects anywhere."""
+    if not settings.s3_public_url:
+        return make_client(settings, 1)
+    url = urllib3.util.parse_url(settings.s3_public_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"DMOD_S3_PUBLIC_URL must look like https://host[:port], not {settings.s3_public_url!r}")
+    return Minio(url.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                 secure=url.scheme == "https", region=settings.s3_region)
+
+
 class Blobs:
     def __init__(self, settings, threads: int = 32):
         self.client = make_client(settings, threads)
+        self.signer = make_signer(settings)
         self.bucket = settings.s3_bucket
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dmod-s3")
 
@@ -131,11 +144,11 @@ class Blobs:
             log.exception("could not remove S3 data of deleted dataset", extra={"prefix": prefix})
 
     async def presigned_put(self, key: str, expires) -> str:
-        return await self.run(self.client.presigned_put_object, self.bucket, key, expires)
+        return await self.run(self.signer.presigned_put_object, self.bucket, key, expires)
 
     async def presigned_get(self, key: str, expires, filename: str) -> str:
         headers = {"response-content-disposition": f'attachment; filename="{filename}"'}
-        return await self.run(lambda: self.client.presigned_get_object(self.bucket, key, expires,
+        return await self.run(lambda: self.signer.presigned_get_object(self.bucket, key, expires,
                                                                        response_headers=headers))
 
     def close(self) -> None:

@@ -107,4 +107,5 @@ async def create_download_url(pool, blobs, request: datasets_pb2.CreateDownloadU
     filename = row["path"].rsplit("/", 1)[-1].replace('"', "")
     url = await blobs.presigned_get(row["s3_key"], URL_TTL, filename)
     return datasets_pb2.CreateDownloadUrlResponse(url=url, sha256=row["sha256"],
-                                                  expire_time=convert.timestamp(_expire_time()))
+                                                  expire_time=convert.timestamp(_expire_time()),
+                                                  object=convert.data_object(row))

@@ -877,20 +877,26 @@ class CreateDownloadUrlResponse(_message.Message):
     URL_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    OBJECT_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     sha256: _builtins.str
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def object(self) -> Global___DataObject:
+        """The object the URL serves (size, checksum, content type)."""
+
     def __init__(
         self,
         *,
         url: _builtins.str = ...,
         sha256: _builtins.str = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        object: Global___DataObject | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "sha256", b"sha256", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "object", b"object", "sha256", b"sha256", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
