@@ -207,8 +207,12 @@ async def download(client: DatasetsClient,
                    dest: Annotated[Path, typer.Argument(help="Directory (or file for one object)")] = Path("."),
                    prefix: str = typer.Option("", "--prefix", help="Only objects under this path prefix"),
                    concurrency: int = typer.Option(8, "--concurrency", "-j", min=1, max=64),
+                   via: str = typer.Option("auto", "--via", help="auto: large objects straight from S3 by "
+                                           "presigned URL when reachable; url; stream: through the service"),
                    as_json: bool = typer.Option(False, "--json")):
     """Download objects (SHA-256 verified, written atomically)."""
+    if via not in ("auto", "url", "stream"):
+        raise typer.BadParameter("must be auto, url or stream", param_hint="--via")
     if "/objects/" in source:
         name, path = source.split("/objects/", 1)
         objects = [o for o in await client.list_objects(name, prefix=path) if o.path == path]
@@ -230,7 +234,7 @@ async def download(client: DatasetsClient,
                 done[obj.name] = n
                 progress.update(task, completed=sum(done.values()))
             async with sem:
-                await client.download_file(obj.name, target, progress=each)
+                await client.download_file(obj.name, target, progress=each, via=via, size_hint=obj.size_bytes)
             return target
         written = await asyncio.gather(*(one(o, t) for o, t in targets))
     seconds = time.perf_counter() - started
