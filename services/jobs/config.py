@@ -36,6 +36,9 @@ class JobsSettings(BaseSettings):
     default_max_attempts: int = 3
     default_initial_backoff_seconds: float = 1.0
     default_backoff_multiplier: float = 2.0
+    # Local workers run this much "nicer" (lower CPU priority) than the control plane, so a
+    # busy host still answers API calls and schedules promptly (0 = same priority).
+    worker_nice: int = 10
     # Progress events are recorded at most this often per worker (the final step always).
     progress_interval_seconds: float = 0.5
     # Connections of the scheduler's own Postgres pool.

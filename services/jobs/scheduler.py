@@ -30,6 +30,7 @@ import asyncpg
 import grpc
 
 from dmod.services.jobs import allocation, lifecycle, queueing, states
+from dmod.services.jobs.admission import Admission
 from dmod.services.jobs.datasets import DatasetError
 from dmod.services.jobs.launchers.base import LaunchError, LaunchHandle, LaunchRequest, Slice
 from dmod.services.jobs.preflight import Preflight, ValidationFailed
@@ -67,6 +68,7 @@ class Scheduler:
         self._alloc_timer: asyncio.TimerHandle | None = None
         self._batcher: TransitionBatcher | None = None
         self._nodes_read: asyncio.Future | None = None
+        self.admission = Admission(self.kick)
 
     @property
     def batcher(self) -> TransitionBatcher:
@@ -91,6 +93,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop driving jobs (their leases expire; another instance or a restart takes them)."""
+        await self.admission.close()
         for task in getattr(self, "loops", []) + list(self.tasks.values()):
             task.cancel()
         await asyncio.gather(*getattr(self, "loops", []), *self.tasks.values(), return_exceptions=True)
@@ -138,13 +141,17 @@ class Scheduler:
         return None
 
     # ---- ownership ----------------------------------------------------------------------------
-    def own(self, job_id: str, seq: int = 0, row=None) -> None:
+    def own(self, job_id: str, seq: int = 0, row=None, *, new: bool = False) -> None:
         """Drive `job_id` from now on. `row`, when given, is the job as just written by this
         process (CreateJob): the task starts from it instead of reading it again (if it is stale,
-        the optimistic transition fails and the task re-reads)."""
+        the optimistic transition fails and the task re-reads). A `new` job starts once this
+        process is not busy answering calls (admission.py)."""
         self.owned.add(job_id)
         self.known_seq[job_id] = max(self.known_seq.get(job_id, 0), seq)
-        self.kick(job_id, row)
+        if new:
+            self.admission.add(job_id, row)
+        else:
+            self.kick(job_id, row)
 
     def on_event(self, event: jobs_pb2.JobEvent) -> None:
         job_id = event.job.removeprefix("jobs/")

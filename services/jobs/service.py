@@ -75,7 +75,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             pool=self.rt.pool_name, launcher=self.rt.launcher.name, lease_owner=self.rt.me,
             lease_seconds=self.rt.cfg.lease_seconds)
         if created:
-            self.scheduler.own(row["id"], seq=row["last_event_seq"], row=row)
+            self.scheduler.own(row["id"], seq=row["last_event_seq"], row=row, new=True)
         return jobs_pb2.CreateJobResponse(job=await self._job(row))
 
     async def GetJob(self, request, context):

@@ -14,7 +14,7 @@ import uuid
 
 import grpc
 
-from dmod.services.runtime import auth, deadlines
+from dmod.services.runtime import auth, deadlines, inflight
 from dmod.services.runtime.errors import DmodError, internal_status
 from dmod.services.runtime.metrics import RPC_SECONDS, RPC_TOTAL, split_method
 
@@ -76,6 +76,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary_response(request, context):
                 start = time.perf_counter()
+                inflight.enter()
                 try:
                     prepare(context)
                     result = behavior(request, context)
@@ -85,6 +86,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
                     await on_error(exc, context)
+                finally:
+                    inflight.leave()
                 done(start, context)
                 return result
 

@@ -190,3 +190,34 @@ def test_realization_rewrite():
     with pytest.raises(layout.LayoutError):
         layout.rewrite_realization({"global": {"forcing": {"provider": "NetCDF", "path": "f.nc"}}},
                                    forcing_paths=["a.csv"], start=None, end=None)
+
+
+async def test_admission_gives_way_to_calls_in_flight_but_never_starves():
+    import asyncio
+    import time
+
+    from dmod.services.jobs.admission import Admission
+    from dmod.services.runtime import inflight
+
+    started: list[tuple[str, float]] = []
+    gate = Admission(lambda job_id, row: started.append((job_id, time.monotonic())), trickle=0.2)
+    gate.add("idle")
+    await asyncio.sleep(0.05)
+    assert [j for j, _ in started] == ["idle"]  # nothing in flight: admitted at once
+
+    inflight.enter()  # a call being served
+    try:
+        t0 = time.monotonic()
+        gate.add("a")
+        gate.add("b")
+        await asyncio.sleep(0.1)
+        assert [j for j, _ in started] == ["idle"]  # waiting while busy
+        await asyncio.sleep(0.4)
+        assert [j for j, _ in started] == ["idle", "a", "b"]  # one per trickle period even so
+        assert started[1][1] - t0 >= 0.19 and started[2][1] - started[1][1] >= 0.19
+    finally:
+        inflight.leave()
+    gate.add("c")
+    await asyncio.sleep(0.05)
+    assert started[-1][0] == "c"
+    await gate.close()

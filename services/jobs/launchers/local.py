@@ -62,11 +62,21 @@ def _alive(handle: LaunchHandle) -> psutil.Process | None:
         return None
 
 
+def lower_priority(pid: int, nice: int) -> None:
+    """Make `pid` `nice` steps nicer than this process (best effort: it may be gone already)."""
+    if nice > 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+        except OSError:
+            pass
+
+
 class ForkServer:
     """Client of forkserver.py: launches workers by forking a warm process (milliseconds instead
     of a fresh interpreter's import time). Child exits are reported back as events."""
 
-    def __init__(self, on_exit):
+    def __init__(self, on_exit, nice: int = 0):
+        self.nice = nice  # the server's niceness; forked workers inherit it
         self.proc: asyncio.subprocess.Process | None = None
         self.pending: dict[str, asyncio.Future] = {}
         self.on_exit = on_exit  # callable(pid, code)
@@ -82,6 +92,7 @@ class ForkServer:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dmod.services.jobs.launchers.forkserver", stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 20)
+            lower_priority(self.proc.pid, self.nice)
             ready = await asyncio.wait_for(self.proc.stdout.readline(), 60)
             if not ready or "ready" not in json.loads(ready):
                 raise OSError("fork server did not start")
@@ -144,7 +155,8 @@ class LocalLauncher(Launcher):
         self._events: asyncio.Queue[LauncherEvent] = asyncio.Queue()
         self._by_pid: dict[int, LaunchHandle] = {}
         self._exits: dict[tuple[str, int], int] = {}
-        self.forkserver = ForkServer(self._forked_exit) if os.environ.get("DMOD_JOBS_FORKSERVER", "1") != "0" else None
+        self.forkserver = (ForkServer(self._forked_exit, self.cfg.worker_nice)
+                           if os.environ.get("DMOD_JOBS_FORKSERVER", "1") != "0" else None)
 
     # ---- pool ---------------------------------------------------------------------------------
     async def nodes(self) -> list[NodeSpec]:
@@ -190,6 +202,7 @@ class LocalLauncher(Launcher):
                                                             cwd=str(folder), start_new_session=True)
         except OSError as exc:
             raise LaunchError(f"cannot start the worker: {exc}", transient=False) from exc
+        lower_priority(proc.pid, self.cfg.worker_nice)
         started = _start_time(proc.pid) or time.time()
         handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(proc.pid),
                               data={"pid": proc.pid, "start_time": started, "host": socket.gethostname(),
