@@ -540,9 +540,11 @@ class DatasetsClient:
             if required or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                 raise
             return None
-        if not url.HasField("object") or (not required and url.object.size_bytes < URL_MIN_BYTES):
-            if required and not url.HasField("object"):
+        if not url.HasField("object"):  # an older server: it does not state the size
+            if required:
                 raise UrlFetchFailed(f"{name}: the server did not state the object's size")
+            return None
+        if not required and url.object.size_bytes < URL_MIN_BYTES:
             return None
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
@@ -562,7 +564,6 @@ class DatasetsClient:
 
     async def _download_stream(self, name: str, dest: Path, progress: Progress | None,
                                retries: int) -> datasets_pb2.DataObject:
-        dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
         hasher = hashlib.sha256()
