@@ -30,6 +30,7 @@ class JobsRuntime:
         self.launcher: Launcher = create_launcher(app.settings.launcher, app.settings)
         self.hub = EventHub(app.redis())
         self.store: JobStore | None = None
+        self.leases: JobStore | None = None  # the same store on a connection of its own (leases)
         key = app.settings.jwt_private_key_file
         self.issuer = TokenIssuer(key.read_bytes(), app.settings.token_ttl_seconds) if key and key.exists() else None
         self.scratch = Path(self.cfg.scratch_dir) if self.cfg.scratch_dir else Path(app.settings.home) / "scratch/jobs"
@@ -37,13 +38,15 @@ class JobsRuntime:
         self._lock = asyncio.Lock()
         self._ready = False
         self.db = None
+        self.lease_db = None
         self._users: set[str] = set()
 
     async def close(self) -> None:
         await self.launcher.close()
-        if self.db is not None:
-            await self.db.close()
-            self.db = None
+        for pool in (self.db, self.lease_db):
+            if pool is not None:
+                await pool.close()
+        self.db = self.lease_db = None
 
     def acquire(self, user: str) -> None:
         self._users.add(user)
@@ -62,6 +65,10 @@ class JobsRuntime:
             # A pool of its own: the scheduler's bursts must not starve the other services'.
             self.db = await create_pool(self.app.settings.database_url, 2, self.cfg.db_pool_max)
             self.store = JobStore(self.db, self.hub.publish_events)
+            # Lease renewals never queue behind job work for a connection: a burst of jobs
+            # holding every connection of the pool must not let their own leases expire.
+            self.lease_db = await create_pool(self.app.settings.database_url, 1, 1)
+            self.leases = JobStore(self.lease_db, self.hub.publish_events)
             self.hub.start(self.app.spawn)
             await self.hub.wait_ready()
             self._ready = True

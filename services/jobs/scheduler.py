@@ -190,19 +190,16 @@ class Scheduler:
 
     async def _lease_loop(self) -> None:
         period = max(0.2, self.cfg.lease_seconds / 3)
-        restarted = True  # the first round also takes back the jobs a previous life of this id held
         while True:
             try:
-                renewed = await self.store.renew(self.rt.me, self.cfg.lease_seconds)
+                renewed = await self.rt.leases.renew(self.rt.me, self.cfg.lease_seconds)
                 for job_id in self.owned - renewed:
                     if job_id not in self.tasks:
                         self._forget(job_id)
-                for row in await self.store.claim(self.rt.pool_name, self.rt.me, self.cfg.lease_seconds,
-                                                  mine=restarted):
+                for row in await self.rt.leases.claim(self.rt.pool_name, self.rt.me, self.cfg.lease_seconds):
                     if row["id"] not in self.owned:
                         log.info("took over job %s (%s)", row["id"], states.name(row["state"]))
                         self.own(row["id"])
-                restarted = False
             except asyncio.CancelledError:
                 raise
             except Exception:

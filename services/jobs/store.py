@@ -427,15 +427,14 @@ class JobStore:
             [states.STARTING, states.RUNNING, states.CANCELLING], pool)
 
     # ---- leases ------------------------------------------------------------------------------
-    async def claim(self, pool: str, me: str, seconds: float, limit: int = 500, *, mine: bool = False):
-        """Take over non-terminal jobs of the pool that no live scheduler drives (and, with
-        `mine`, those still leased to this instance id: a restart takes its jobs back at once)."""
+    async def claim(self, pool: str, me: str, seconds: float, limit: int = 500):
+        """Take over non-terminal jobs of the pool that no live scheduler drives."""
         return await self.pool.fetch(
             """UPDATE jobs SET lease_owner = $2, lease_expires = now() + make_interval(secs => $3)
                WHERE id IN (SELECT id FROM jobs WHERE pool = $1 AND state <> ALL($4::smallint[])
-                              AND (lease_owner IS NULL OR ($6 AND lease_owner = $2) OR lease_expires < now())
+                              AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires < now())
                             ORDER BY create_time LIMIT $5 FOR UPDATE SKIP LOCKED)
-               RETURNING *""", pool, me, seconds, list(states.TERMINAL), limit, mine)
+               RETURNING *""", pool, me, seconds, list(states.TERMINAL), limit)
 
     async def renew(self, me: str, seconds: float) -> set[str]:
         """Extend this instance's leases; returns the jobs it still holds. Rows locked by a running
