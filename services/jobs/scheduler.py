@@ -87,6 +87,8 @@ class Scheduler:
         return self.rt.store
 
     async def start(self) -> None:
+        # A heartbeat before the first CreateJob: the jobs it leases to this instance are valid
+        await self.rt.leases.renew(self.rt.me, self.cfg.lease_seconds)
         await self.sync_nodes()
         self.rt.hub.listeners.append(self.on_event)
         self.loops = [self.rt.app.spawn(self._lease_loop()), self.rt.app.spawn(self._allocator_loop())]
@@ -196,7 +198,12 @@ class Scheduler:
                 for job_id in self.owned - renewed:
                     if job_id not in self.tasks:
                         self._forget(job_id)
-                for row in await self.rt.leases.claim(self.rt.pool_name, self.rt.me, self.cfg.lease_seconds):
+                # Leased to this instance id but not driven here: jobs of a previous life of this
+                # id (a restart), or any job this process lost track of. Drive them.
+                for job_id in renewed - self.owned:
+                    log.info("resumed job %s", job_id)
+                    self.own(job_id)
+                for row in await self.rt.leases.claim(self.rt.pool_name, self.rt.me):
                     if row["id"] not in self.owned:
                         log.info("took over job %s (%s)", row["id"], states.name(row["state"]))
                         self.own(row["id"])

@@ -427,24 +427,25 @@ class JobStore:
             [states.STARTING, states.RUNNING, states.CANCELLING], pool)
 
     # ---- leases ------------------------------------------------------------------------------
-    async def claim(self, pool: str, me: str, seconds: float, limit: int = 500):
-        """Take over non-terminal jobs of the pool that no live scheduler drives."""
+    async def claim(self, pool: str, me: str, limit: int = 500):
+        """Take over non-terminal jobs of the pool that no live scheduler drives: unowned, or
+        owned by an instance whose heartbeat expired (this instance's own jobs are `renew`ed)."""
         return await self.pool.fetch(
-            """UPDATE jobs SET lease_owner = $2, lease_expires = now() + make_interval(secs => $3)
-               WHERE id IN (SELECT id FROM jobs WHERE pool = $1 AND state <> ALL($4::smallint[])
-                              AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires < now())
-                            ORDER BY create_time LIMIT $5 FOR UPDATE SKIP LOCKED)
-               RETURNING *""", pool, me, seconds, list(states.TERMINAL), limit)
+            """UPDATE jobs SET lease_owner = $2
+               WHERE id IN (SELECT j.id FROM jobs j WHERE j.pool = $1 AND j.state <> ALL($3::smallint[])
+                              AND (j.lease_owner IS NULL OR NOT EXISTS (
+                                   SELECT 1 FROM job_schedulers s WHERE s.instance = j.lease_owner
+                                   AND s.expires > now()))
+                            ORDER BY j.create_time LIMIT $4 FOR UPDATE SKIP LOCKED)
+               RETURNING *""", pool, me, list(states.TERMINAL), limit)
 
     async def renew(self, me: str, seconds: float) -> set[str]:
-        """Extend this instance's leases; returns the jobs it still holds. Rows locked by a running
-        transaction (the allocator's, a transition) are skipped rather than waited for: waiting
-        on them while holding others would deadlock, and they are renewed next time."""
-        rows = await self.pool.fetch(
-            """WITH r AS (UPDATE jobs SET lease_expires = now() + make_interval(secs => $2)
-                          WHERE id IN (SELECT id FROM jobs WHERE lease_owner = $1 FOR UPDATE SKIP LOCKED)
-                          RETURNING id)
-               SELECT id FROM r UNION SELECT id FROM jobs WHERE lease_owner = $1""", me, seconds)
+        """Extend every lease of this instance at once (its heartbeat); returns the jobs it holds."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO job_schedulers (instance, expires) VALUES ($1, now() + make_interval(secs => $2))
+                   ON CONFLICT (instance) DO UPDATE SET expires = EXCLUDED.expires""", me, seconds)
+            rows = await conn.fetch("SELECT id FROM jobs WHERE lease_owner = $1", me)
         return {r["id"] for r in rows}
 
     # ---- logs --------------------------------------------------------------------------------
