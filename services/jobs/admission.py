@@ -19,7 +19,7 @@ from dmod.services.runtime import inflight
 
 
 class Admission:
-    def __init__(self, start: Callable[[str, object], None], trickle: float = 0.25, gap: float = 0.02,
+    def __init__(self, start: Callable[[str, object], None], trickle: float = 0.5, gap: float = 0.02,
                  poll: float = 0.002):
         self.start = start  # start(job_id, row): begin driving the job
         self.trickle = trickle

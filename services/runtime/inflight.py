@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-QUIET_SECONDS = 0.02
+QUIET_SECONDS = 0.05
 
 _serving = 0
 _last = 0.0
