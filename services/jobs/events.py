@@ -80,6 +80,9 @@ class EventHub:
         self.listeners: list[Callable[[jobs_pb2.JobEvent], None]] = []
         self.ready = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._outbox: list[jobs_pb2.JobEvent] = []  # events for the next PUBLISH
+        self._outbox_sent: asyncio.Future | None = None  # resolves when they are out
+        self._sending: asyncio.Task | None = None
 
     def start(self, spawn) -> None:
         if self._task is None:
@@ -93,8 +96,31 @@ class EventHub:
 
     # ---- publishing -----------------------------------------------------------------------
     async def publish_events(self, events: list[jobs_pb2.JobEvent]) -> None:
+        """Publish (returns once they are out). Events of concurrent callers that arrive while a
+        publish is in flight go out together in the next message: under a burst of submissions
+        one PUBLISH carries many jobs' events, for the publisher and for every subscriber."""
         if not events:
             return
+        loop = asyncio.get_running_loop()
+        self._outbox.extend(events)
+        if self._outbox_sent is None:
+            self._outbox_sent = loop.create_future()
+        sent = self._outbox_sent
+        if self._sending is None:
+            self._sending = loop.create_task(self._send())
+        await asyncio.shield(sent)  # only this batch: a steady flow of later events never holds us
+
+    async def _send(self) -> None:
+        try:
+            while self._outbox:
+                events, sent = self._outbox, self._outbox_sent
+                self._outbox, self._outbox_sent = [], None
+                await self._publish_batch(events)
+                sent.set_result(None)
+        finally:
+            self._sending = None
+
+    async def _publish_batch(self, events: list[jobs_pb2.JobEvent]) -> None:
         try:
             if len(events) == 1:
                 await self.redis.publish(EVENTS, events[0].SerializeToString())
