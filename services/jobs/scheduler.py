@@ -1,8 +1,9 @@
 """The scheduler: drives the jobs this instance holds a lease on through their states.
 
-Ownership: a job belongs to one scheduler instance of its pool at a time (`lease_owner`, renewed
-every lease/3 s). CreateJob gives the new job to the instance that received it; jobs whose lease
-expired (a crashed instance) are claimed by the others, or by the restarted one. Every action is
+Ownership: a job belongs to one scheduler instance of its pool at a time (`lease_owner`), valid
+while the instance's heartbeat row (`job_schedulers`, renewed every lease/3 s on a connection of
+its own) is. CreateJob gives the new job to the instance that received it; jobs of an instance
+whose heartbeat expired (it crashed) are claimed by the others, or resumed by the restarted one. Every action is
 idempotent and every transition optimistic, so a takeover mid-step is safe: launching first asks
 the launcher whether the attempt already runs (no double launch), dataset creation uses
 request ids.
