@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -497,9 +498,7 @@ class TransitionBatcher:
         self.store = store
         self.max_batch = max_batch
         self.on_moved = on_moved  # called with each new row before its event is published
-        self._pending: list[tuple] = []
-        self._scheduled = False
-        self._tasks: set[asyncio.Task] = set()
+        self._groups: dict[tuple, Coalescer] = {}  # (to, reason, columns set, release) -> its batcher
 
     def transition(self, row, to: int, reason: str, message: str, sets: dict, release: bool = False) -> asyncio.Future:
         if not states.allowed(row["state"], to):
@@ -507,55 +506,30 @@ class TransitionBatcher:
         for key in sets:
             if key not in _SETTABLE:
                 raise ValueError(f"cannot set {key}")
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending.append((row, to, reason, message, sets, future, release))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._start)
-        return future
+        group = (to, reason, tuple(sorted(sets)), release)
+        if group not in self._groups:
+            self._groups[group] = Coalescer(functools.partial(self._run, to, reason, release), self.max_batch)
+        return self._groups[group](row, message, sets)
 
-    def _start(self) -> None:
-        self._scheduled = False
-        batch, self._pending = self._pending, []
-        groups: dict[tuple, list[tuple]] = {}
-        for item in batch:
-            groups.setdefault((item[1], item[2], tuple(sorted(item[4])), item[6]), []).append(item)
-        for items in groups.values():
-            for i in range(0, len(items), self.max_batch):
-                task = asyncio.get_running_loop().create_task(self._run(items[i:i + self.max_batch]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, items: list[tuple]) -> None:
-        try:
-            _, to, reason, _, _, _, release = items[0]
-            rows, messages, sets = [i[0] for i in items], [i[3] for i in items], [i[4] for i in items]
-            if not release:
-                moved = await self.store.transition_batch(self.store.pool, rows, to, reason, messages, sets)
-            else:  # as `JobStore.transition`: node rows locked first, allocations given back in the same commit
-                async with self.store.pool.acquire() as conn, conn.transaction():
-                    ids = [r["id"] for r in rows]
-                    await conn.execute(
-                        "SELECT 1 FROM job_nodes WHERE (pool, name) IN (SELECT pool, node FROM job_allocations "
-                        "WHERE job_id = ANY($1::text[]) AND release_time IS NULL) ORDER BY pool, name FOR UPDATE", ids)
-                    moved = await self.store.transition_batch(conn, rows, to, reason, messages, sets)
-                    if moved:
-                        await release_allocations(conn, [new["id"] for new, _ in moved])
-            if self.on_moved is not None:
-                for new, _ in moved:
-                    self.on_moved(new)
-            await self.store._publish([e for _, e in moved])
-            by_id = {new["id"]: new for new, _ in moved}
-            for row, *_, future, _ in items:
-                if not future.done():
-                    future.set_result(by_id.get(row["id"]))
-        except BaseException as exc:
-            for *_, future, _ in items:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-            if not isinstance(exc, Exception):
-                raise
+    async def _run(self, to: int, reason: str, release: bool, items: list[tuple]) -> list:
+        rows, messages, sets = [i[0] for i in items], [i[1] for i in items], [i[2] for i in items]
+        if not release:
+            moved = await self.store.transition_batch(self.store.pool, rows, to, reason, messages, sets)
+        else:  # as `JobStore.transition`: node rows locked first, allocations given back in the same commit
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                ids = [r["id"] for r in rows]
+                await conn.execute(
+                    "SELECT 1 FROM job_nodes WHERE (pool, name) IN (SELECT pool, node FROM job_allocations "
+                    "WHERE job_id = ANY($1::text[]) AND release_time IS NULL) ORDER BY pool, name FOR UPDATE", ids)
+                moved = await self.store.transition_batch(conn, rows, to, reason, messages, sets)
+                if moved:
+                    await release_allocations(conn, [new["id"] for new, _ in moved])
+        if self.on_moved is not None:
+            for new, _ in moved:
+                self.on_moved(new)
+        await self.store._publish([e for _, e in moved])
+        by_id = {new["id"]: new for new, _ in moved}
+        return [by_id.get(r["id"]) for r in rows]
 
 
 class Coalescer:
