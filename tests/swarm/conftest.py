@@ -19,12 +19,21 @@ from dmod.local.docker import PrivateDocker
 REPO = Path(__file__).resolve().parents[2]
 
 
-def load_images_module():
-    spec = importlib.util.spec_from_file_location("dmod_deploy_images", REPO / "deploy/swarm/images.py")
+def load_file_module(name: str, relative: str):
+    """A repository file that is not part of a package (deploy/, tests/) as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_images_module():
+    return load_file_module("dmod_deploy_images", "deploy/swarm/images.py")
+
+
+def load_jobs_helpers():
+    return load_file_module("dmod_tests_jobs_helpers", "tests/jobs/helpers.py")
 
 
 def host_leftovers(engine: PrivateDocker) -> list[str]:

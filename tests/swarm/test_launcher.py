@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from dmod.services.jobs.launchers.base import EventKind, LaunchRequest, Slice, WorkerState
 from dmod.services.jobs.launchers.swarm import DEFAULT_COMMAND, SwarmConfig, SwarmLauncher
 
-from .conftest import REPO, load_images_module
+from .conftest import load_images_module, load_jobs_helpers
 
 pytestmark = pytest.mark.docker
 
@@ -147,22 +146,14 @@ async def test_adopt_by_a_new_launcher_process_sees_the_exit(docker_engine, work
         await second.close()
 
 
-def _jobs_helpers():
-    spec = importlib.util.spec_from_file_location("dmod_tests_jobs_helpers", REPO / "tests/jobs/helpers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _spec_domain(folder: Path, root: str) -> dict:
     """A small generated domain + partition for 2 ranks, as an agent --spec document rooted at `root`."""
     from dmod.services.hydrofabric import load_network, partition
 
-    domain = _jobs_helpers().make_domain(folder, catchments=8, hours=24)
+    domain = load_jobs_helpers().make_domain(folder, catchments=8, hours=24)
     doc = partition(load_network(domain["gpkg"]), 2).document
     (folder / "partition.json").write_text(json.dumps(doc))
-    (folder / "realization.json").write_text(json.dumps(_jobs_helpers().realization(end="2015-12-01 23:00:00")))
+    (folder / "realization.json").write_text(json.dumps(load_jobs_helpers().realization(end="2015-12-01 23:00:00")))
     return {"inputs": {"hydrofabric": f"{root}/synth/{domain['gpkg'].name}", "realization": f"{root}/realization.json",
                        "forcing": f"{root}/synth/forcing", "bmi_config": f"{root}/config",
                        "partition": f"{root}/partition.json"},

@@ -5,10 +5,8 @@ service and its secret are removed afterwards."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,18 +15,10 @@ import pytest
 
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 
-from .conftest import REPO
+from .conftest import load_jobs_helpers
 
 pytestmark = pytest.mark.docker
 S = jobs_pb2
-
-
-def _helpers():
-    spec = importlib.util.spec_from_file_location("dmod_tests_jobs_helpers", REPO / "tests/jobs/helpers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +54,7 @@ def _objects(engine, job: str) -> dict[str, list]:
 
 
 async def test_two_rank_job_succeeds_as_a_swarm_service(swarm_stack, docker_engine, tmp_path):
-    helpers = _helpers()
+    helpers = load_jobs_helpers()
     files = helpers.make_domain(tmp_path / "domain")
     async with grpc.aio.insecure_channel(swarm_stack.gateway) as channel:
         names = await helpers.upload_domain(channel, files)
