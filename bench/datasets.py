@@ -195,7 +195,7 @@ def main() -> None:
         asyncio.run(all_rounds())
         pool.shutdown()
     finally:
-        stack.down()
+        stack.purge()
         shutil.rmtree(work, ignore_errors=True)
 
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

@@ -392,7 +392,7 @@ async def run(args) -> dict:
         if echo.poll() is None:
             echo.terminate()
         if stack is not None:
-            stack.down()
+            stack.purge()  # the temp stack and its Postgres cluster
     ratios = {
         "submissions_vs_bare_unary": round(sub["submissions_per_s"] / unary["calls_per_s"], 3),
         "create_job_p99_vs_bare_unary_p99": round(sub["create_job"]["p99_ms"] / unary["p99_ms"], 2),
