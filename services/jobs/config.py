@@ -39,6 +39,10 @@ class JobsSettings(BaseSettings):
     # Local workers run this much "nicer" (lower CPU priority) than the control plane, so a
     # busy host still answers API calls and schedules promptly (0 = same priority).
     worker_nice: int = 10
+    # ... and, on Linux, under SCHED_IDLE: they get the CPU the control plane leaves. A nice
+    # value alone is not enough: CPU shares are per process, and ten jobs' workers at nice 10
+    # outweighed the API server (watch streams lagged by 0.5 s while jobs wrote their outputs).
+    worker_sched_idle: bool = True
     # Progress events are recorded at most this often per worker (the final step always).
     progress_interval_seconds: float = 0.5
     # Connections of the scheduler's own Postgres pool.

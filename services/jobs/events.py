@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from dmod.v1 import jobs_pb2, monitor_pb2
@@ -26,6 +27,8 @@ EVENT_BATCHES = b"dmod:jobs:event-batches"
 LOGS = b"dmod:jobs:logs"
 MONITOR = b"dmod:monitor:events"
 RESYNC = object()  # put into queues after a reconnect: re-read Postgres
+MAX_BACKLOG = 10_000  # items queued for one watcher before it is told to re-read Postgres instead
+SWEEP_SECONDS = 0.5  # how often waits are checked for their timeout
 
 
 class WatchItem:
@@ -42,9 +45,17 @@ class WatchItem:
 
 
 class Subscription:
+    """One watcher's inbox. `get` waits on a plain future: no task and no timer per message (with
+    1,000 watchers a `wait_for` per event was a good part of the fan-out's cost). Waits time out
+    through the hub's sweeper, which checks every waiting inbox twice a second."""
+
+    __slots__ = ("hub", "key", "registry", "items", "waiter", "deadline")
+
     def __init__(self, hub: EventHub, key: str, registry: dict):
         self.hub, self.key, self.registry = hub, key, registry
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=10_000)
+        self.items: deque = deque()
+        self.waiter: asyncio.Future | None = None
+        self.deadline = 0.0
 
     def __enter__(self) -> Subscription:
         self.registry.setdefault(self.key, set()).add(self)
@@ -58,17 +69,33 @@ class Subscription:
                 self.registry.pop(self.key, None)
 
     def put(self, item) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:  # a stuck consumer: drop and make it re-read Postgres
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
+        if len(self.items) >= MAX_BACKLOG:  # a stuck consumer: drop and make it re-read Postgres
+            self.items.clear()
+            item = RESYNC
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def expire(self, now: float) -> None:
+        waiter = self.waiter
+        if waiter is not None and now >= self.deadline and not waiter.done():
+            waiter.set_result(None)
 
     async def get(self, timeout: float):
-        if not self.queue.empty():  # fast path: no task or timer per message
-            return self.queue.get_nowait()
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        """The next item; TimeoutError after about `timeout` seconds without one."""
+        if not self.items:
+            loop = asyncio.get_running_loop()
+            self.hub.ensure_sweeper(loop)
+            self.deadline = loop.time() + timeout
+            self.waiter = loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+            if not self.items:
+                raise TimeoutError
+        return self.items.popleft()
 
 
 class EventHub:
@@ -83,6 +110,21 @@ class EventHub:
         self._outbox: list[jobs_pb2.JobEvent] = []  # events for the next PUBLISH
         self._outbox_sent: asyncio.Future | None = None  # resolves when they are out
         self._sending: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    def ensure_sweeper(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = loop.time()
+            for registry in (self.job_watchers, self.log_watchers, self.monitor_watchers):
+                for subs in list(registry.values()):
+                    for sub in list(subs):
+                        sub.expire(now)
 
     def start(self, spawn) -> None:
         if self._task is None:

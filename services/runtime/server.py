@@ -7,6 +7,7 @@ SIGTERM/SIGINT: report NOT_SERVING, stop accepting calls, let in-flight calls fi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -115,6 +116,9 @@ async def serve(names: list[str], settings: Settings | None = None) -> None:
     serve_metrics(settings.metrics_port)
     server = Server(names, settings)
     await server.start()
+    # Everything loaded so far (modules, descriptors, pools) lives as long as the process: keep it
+    # out of the cyclic GC, whose full collections otherwise walk it all and stall every stream.
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))

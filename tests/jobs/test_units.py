@@ -228,3 +228,67 @@ async def test_admission_gives_way_to_calls_in_flight_but_never_starves():
     await until(4)
     assert started[-1][0] == "c"
     await gate.close()
+
+
+# ---- event fan-out and worker priority -------------------------------------------------------------
+async def test_subscription_wakes_on_put_times_out_and_resyncs_when_full(monkeypatch):
+    import asyncio
+    import time
+
+    from dmod.services.jobs import events
+
+    monkeypatch.setattr(events, "SWEEP_SECONDS", 0.05)
+    hub = events.EventHub(redis=None)
+    with hub.watch_job("j1") as sub:
+        assert hub.job_watchers["j1"] == {sub}
+        waiter = asyncio.ensure_future(sub.get(5.0))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        sub.put("first")
+        assert await asyncio.wait_for(waiter, 1.0) == "first"
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await sub.get(0.2)  # no timer of its own: the hub's sweeper ends the wait
+        assert 0.2 <= time.monotonic() - t0 < 2.0
+        for i in range(events.MAX_BACKLOG + 1):  # a consumer that stopped reading
+            sub.put(i)
+        assert await sub.get(1.0) is events.RESYNC  # told to re-read Postgres instead
+        sub.put("after")
+        assert await sub.get(1.0) == "after"
+    assert "j1" not in hub.job_watchers
+    hub._sweeper.cancel()
+
+
+def test_ranks_keep_the_session_nice_of_their_agent(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    from dmod.services.worker.agent.run import at_session_nice
+
+    assert at_session_nice(["ngen", "a"], 0) == ["ngen", "a"]
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("no autogroup scheduling in this kernel")
+    # A rank in a session of its own (as MPI launchers start them) sets its session's nice.
+    argv = at_session_nice(["cat", "/proc/self/autogroup"], 7)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, start_new_session=True).stdout
+    assert out.split()[-1] == "7"
+
+
+def test_lower_priority_makes_the_worker_session_idle():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from dmod.services.jobs.launchers.priority import lower_priority
+
+    proc = subprocess.Popen(["sleep", "5"], start_new_session=True)
+    try:
+        lower_priority(proc.pid, 10, idle=True)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) >= 10
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
+        if Path(f"/proc/{proc.pid}/autogroup").exists():
+            assert Path(f"/proc/{proc.pid}/autogroup").read_text().split()[-1] == "19"
+    finally:
+        proc.kill()
+        proc.wait()

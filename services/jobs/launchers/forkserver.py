@@ -20,6 +20,8 @@ import select
 import sys
 import traceback
 
+from dmod.services.jobs.launchers.priority import lower_priority
+
 
 def _warm() -> None:
     import asyncio  # noqa: F401
@@ -34,6 +36,8 @@ def _child(req: dict) -> None:
     code = 5
     try:
         os.setsid()
+        if req.get("sched_idle"):
+            lower_priority(0, 0, idle=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

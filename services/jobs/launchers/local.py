@@ -32,6 +32,7 @@ from dmod.services.jobs.launchers.base import (
     NodeSpec,
     WorkerState,
 )
+from dmod.services.jobs.launchers.priority import lower_priority
 
 log = logging.getLogger("dmod.jobs.launcher.local")
 
@@ -62,21 +63,13 @@ def _alive(handle: LaunchHandle) -> psutil.Process | None:
         return None
 
 
-def lower_priority(pid: int, nice: int) -> None:
-    """Make `pid` `nice` steps nicer than this process (best effort: it may be gone already)."""
-    if nice > 0:
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
-        except OSError:
-            pass
-
-
 class ForkServer:
     """Client of forkserver.py: launches workers by forking a warm process (milliseconds instead
     of a fresh interpreter's import time). Child exits are reported back as events."""
 
-    def __init__(self, on_exit, nice: int = 0):
+    def __init__(self, on_exit, nice: int = 0, sched_idle: bool = False):
         self.nice = nice  # the server's niceness; forked workers inherit it
+        self.sched_idle = sched_idle  # set by each child (the server itself must stay responsive)
         self.proc: asyncio.subprocess.Process | None = None
         self.pending: dict[str, asyncio.Future] = {}
         self.on_exit = on_exit  # callable(pid, code)
@@ -126,8 +119,8 @@ class ForkServer:
         key = str(self._seq)
         future = asyncio.get_running_loop().create_future()
         self.pending[key] = future
-        self.proc.stdin.write((json.dumps({"id": key, "argv": argv, "env": env, "cwd": cwd, "log": log}) + "\n")
-                              .encode())
+        request = {"id": key, "argv": argv, "env": env, "cwd": cwd, "log": log, "sched_idle": self.sched_idle}
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
         await self.proc.stdin.drain()
         reply = await asyncio.wait_for(future, 30)
         if "error" in reply:
@@ -155,7 +148,7 @@ class LocalLauncher(Launcher):
         self._events: asyncio.Queue[LauncherEvent] = asyncio.Queue()
         self._by_pid: dict[int, LaunchHandle] = {}
         self._exits: dict[tuple[str, int], int] = {}
-        self.forkserver = (ForkServer(self._forked_exit, self.cfg.worker_nice)
+        self.forkserver = (ForkServer(self._forked_exit, self.cfg.worker_nice, self.cfg.worker_sched_idle)
                            if os.environ.get("DMOD_JOBS_FORKSERVER", "1") != "0" else None)
 
     # ---- pool ---------------------------------------------------------------------------------
@@ -202,7 +195,7 @@ class LocalLauncher(Launcher):
                                                             cwd=str(folder), start_new_session=True)
         except OSError as exc:
             raise LaunchError(f"cannot start the worker: {exc}", transient=False) from exc
-        lower_priority(proc.pid, self.cfg.worker_nice)
+        lower_priority(proc.pid, self.cfg.worker_nice, self.cfg.worker_sched_idle)
         started = _start_time(proc.pid) or time.time()
         handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(proc.pid),
                               data={"pid": proc.pid, "start_time": started, "host": socket.gethostname(),

@@ -175,7 +175,14 @@ class Agent:
 
     async def _run_model(self, prepared, ranks: int, slices) -> None:
         from dmod.services.worker.agent.outputs import OutputError, check_complete, expected_files
-        from dmod.services.worker.agent.run import MpiRun, hostfile, model_command, mpiexec
+        from dmod.services.worker.agent.run import (
+            MpiRun,
+            at_session_nice,
+            hostfile,
+            model_command,
+            mpiexec,
+            session_nice,
+        )
 
         try:
             model, used = model_command(self.opts.engine)
@@ -187,7 +194,8 @@ class Agent:
         hosts = hostfile(prepared.root, slices)
         if hosts is not None:
             argv += ["-f", str(hosts)]
-        argv += model + [prepared.catchments, subset, prepared.nexuses, "all", prepared.realization]
+        argv += at_session_nice(model, session_nice())  # ranks yield to the control plane as this agent does
+        argv += [prepared.catchments, subset, prepared.nexuses, "all", prepared.realization]
         if prepared.partition:
             argv.append(prepared.partition)
         self.say(f"running {used} on {ranks} rank(s): {' '.join(argv)}")

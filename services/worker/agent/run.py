@@ -40,6 +40,23 @@ def model_command(engine: str) -> tuple[list[str], str]:
     return [sys.executable, "-m", "dmod.services.worker.engine"], "embedded"
 
 
+def session_nice() -> int:
+    """This process's session (autogroup) nice value; 0 without autogroups."""
+    try:
+        return int(Path("/proc/self/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def at_session_nice(model: list[str], nice: int) -> list[str]:
+    """`model` started at session nice `nice`. MPI launchers put every rank in a session of its
+    own, and sessions share the CPU as equals whatever their processes' nice values (autogroup
+    scheduling): a rank that should yield to the control plane sets its session's nice itself."""
+    if nice <= 0 or not Path("/bin/sh").exists():
+        return model
+    return ["/bin/sh", "-c", f'echo {nice} > /proc/self/autogroup 2>/dev/null; exec "$@"', "dmod-rank", *model]
+
+
 def hostfile(root: Path, slices: list[tuple[str, int]]) -> Path | None:
     """`host:slots` lines when the allocation spans several hosts."""
     given = os.environ.get("DMOD_MPI_HOSTFILE")  # the swarm replica entry's (container addresses, rank 0 first)
