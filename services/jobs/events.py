@@ -49,7 +49,7 @@ class Subscription:
     1,000 watchers a `wait_for` per event was a good part of the fan-out's cost). Waits time out
     through the hub's sweeper, which checks every waiting inbox twice a second."""
 
-    __slots__ = ("hub", "key", "registry", "items", "waiter", "deadline")
+    __slots__ = ("deadline", "hub", "items", "key", "registry", "waiter")
 
     def __init__(self, hub: EventHub, key: str, registry: dict):
         self.hub, self.key, self.registry = hub, key, registry
