@@ -6,6 +6,8 @@ presigned URLs), matching (SearchDatasets), detect (DetectDomain), janitor (clea
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 from dmod.services.datasets import janitor, matching, objects, store
 from dmod.services.datasets.catalog import Catalog
 from dmod.services.datasets.detect import DetectionContext, detect_domain
@@ -13,11 +15,14 @@ from dmod.services.datasets.domain_codec import to_proto
 from dmod.services.datasets.transfer import downloads, presign
 from dmod.services.datasets.transfer.blobs import Blobs
 from dmod.services.datasets.transfer.uploads import Uploads
+from dmod.services.datasets.transfer.wire import parse_upload_request
 from dmod.services.runtime.app import App
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc
 
 
 class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
+    request_parsers: ClassVar = {"UploadObject": parse_upload_request}  # chunks as views, not copies
+
     def __init__(self, app: App, pool, blobs: Blobs):
         self.app, self.pool, self.blobs = app, pool, blobs
         self.catalog = Catalog(pool, blobs)

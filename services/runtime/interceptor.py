@@ -36,12 +36,16 @@ async def _abort(context: grpc.aio.ServicerContext, status) -> None:
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: auth.TokenVerifier):
         self._verifier = verifier
+        # "/pkg.Service/Method" -> request deserializer replacing the generated one (a servicer's
+        # `request_parsers`, e.g. DatasetService's zero-copy upload chunks).
+        self.request_parsers: dict = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        parse = self.request_parsers.get(method, handler.request_deserializer)
         public = method.startswith(_PUBLIC_PREFIXES)
         service, name = split_method(method)
 
@@ -92,7 +96,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return result
 
             factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-            return factory(unary_response, request_deserializer=handler.request_deserializer,
+            return factory(unary_response, request_deserializer=parse,
                            response_serializer=handler.response_serializer)
 
         behavior = handler.unary_stream or handler.stream_stream
@@ -115,5 +119,5 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             done(start, context)
 
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        return factory(stream_response, request_deserializer=handler.request_deserializer,
+        return factory(stream_response, request_deserializer=parse,
                        response_serializer=handler.response_serializer)

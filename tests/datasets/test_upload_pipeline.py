@@ -26,7 +26,7 @@ class FakeBlobs:
         return "mp-1"
 
     def upload_part_sync(self, key, multipart_id, number, data):
-        self.parts[number] = data
+        self.parts[number] = data if isinstance(data, bytes) else b"".join(data)  # Buffers: the chunks
         return f"etag-{number}"
 
 

@@ -34,6 +34,23 @@ _MISSING = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchUpload")
 UNSIGNED_MIN_BYTES = 1 << 20
 
 
+class Buffers:
+    """A request body made of several buffers (a part's received chunks), sent one after the
+    other: a part is never joined into one bytes object (a copy of every byte) just to be sent."""
+
+    __slots__ = ("buffers", "size")
+
+    def __init__(self, buffers: list):
+        self.buffers = buffers
+        self.size = sum(len(b) for b in buffers)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(self.buffers)
+
+
 def is_missing(exc: BaseException) -> bool:
     return isinstance(exc, S3Error) and exc.code in _MISSING
 
@@ -90,7 +107,7 @@ class Blobs:
         return await self.run(self.client._create_multipart_upload, self.bucket, key,
                               {"Content-Type": content_type})
 
-    def upload_part_sync(self, key: str, multipart_id: str, number: int, data: bytes) -> str:
+    def upload_part_sync(self, key: str, multipart_id: str, number: int, data: bytes | Buffers) -> str:
         return self.client._upload_part(self.bucket, key, data, None, multipart_id, number)
 
     async def complete_multipart(self, key: str, multipart_id: str, parts: list[tuple[int, str]]) -> None:

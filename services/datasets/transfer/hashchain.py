@@ -21,16 +21,23 @@ class HashChain:
         self.snapshots: dict[int, object] = {offset: self._hasher.copy()}
         self._tail: asyncio.Future | None = None
 
-    def feed(self, data: bytes) -> asyncio.Task:
-        """Hash `data` after everything fed before; the task finishes once it is hashed."""
+    def feed(self, data) -> asyncio.Task:
+        """Hash `data` (bytes, or an iterable of buffers with a len() in bytes) after everything
+        fed before; the task finishes once it is hashed."""
         previous = self._tail
         self.fed += len(data)
         end = self.fed
+        # (iter(): a Buffers' len() is its size in bytes, not a count of buffers to preallocate)
+        buffers = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else tuple(iter(data))
+
+        def update() -> None:
+            for buffer in buffers:
+                self._hasher.update(buffer)
 
         async def run() -> None:
             if previous is not None:
                 await previous
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.update, data)
+            await asyncio.get_running_loop().run_in_executor(self._executor, update)
             self.snapshots[end] = self._hasher.copy()
 
         task = asyncio.ensure_future(run())

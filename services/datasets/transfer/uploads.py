@@ -35,6 +35,7 @@ from minio.error import S3Error
 from dmod.services.datasets import access, convert, names
 from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
+from dmod.services.datasets.transfer.blobs import Buffers
 from dmod.services.datasets.transfer.hashchain import HashChain
 from dmod.services.datasets.transfer.reader import read_blocks
 from dmod.services.runtime.errors import (
@@ -204,7 +205,7 @@ class Session:
             await self.flush()
 
     async def flush(self) -> None:
-        data = self.buffer[0] if len(self.buffer) == 1 else b"".join(self.buffer)
+        data = Buffers(self.buffer)  # the received chunks as they are (views; see wire.py)
         self.buffer, self.buffered = [], 0
         number = self.next_number
         self.next_number += 1

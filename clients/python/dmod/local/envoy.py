@@ -21,6 +21,19 @@ CORS_HEADERS = ("content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization
 _STREAM_SAFE = {"timeout": "0s", "max_stream_duration": {"grpc_timeout_header_max": "0s"}}
 
 
+# HTTP/2 on both sides, tuned for bulk streams (dataset transfers); measured on a 1 GiB upload,
+# Envoy's CPU went from 1.27 to 0.85 s:
+# - peers may send DATA frames of up to 1 MiB (SETTINGS_MAX_FRAME_SIZE, 0x5; default 16 KiB);
+# - the oghttp2 codec relays them more cheaply than nghttp2;
+# - 16 MiB stream / 32 MiB connection windows (as the gRPC servers' lookahead): fewer stalls and
+#   WINDOW_UPDATEs.
+H2_OPTIONS = {"max_concurrent_streams": 10000,
+              "custom_settings_parameters": [{"identifier": 5, "value": 1 << 20}],
+              "use_oghttp2_codec": True,
+              "initial_stream_window_size": 16 << 20,
+              "initial_connection_window_size": 32 << 20}
+
+
 def _cluster(name: str, endpoints: list[tuple[str, int]], dns: bool) -> dict:
     return {
         "name": name,
@@ -32,7 +45,7 @@ def _cluster(name: str, endpoints: list[tuple[str, int]], dns: bool) -> dict:
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {"max_concurrent_streams": 10000}},
+                "explicit_http_config": {"http2_protocol_options": H2_OPTIONS},
             }
         },
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
@@ -68,7 +81,7 @@ def render_config(listen_port: int, admin_port: int, upstreams: dict, dns: bool 
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
         "stream_idle_timeout": "0s",
-        "http2_protocol_options": {"max_concurrent_streams": 10000},
+        "http2_protocol_options": H2_OPTIONS,
         "route_config": {"name": "dmod", "virtual_hosts": [{
             "name": "dmod", "domains": ["*"], "routes": routes,
             "typed_per_filter_config": {"envoy.filters.http.cors": {

@@ -1,0 +1,49 @@
+"""UploadObject requests read without protobuf for the bulk of them.
+
+A chunk message is field 2 (length-delimited) and nothing else. Parsed by protobuf, its bytes
+would be copied out of the received message once more; here the chunk is a memoryview into it.
+Anything else (metadata, the trailing checksum, a message with fields this server does not know)
+goes through protobuf as usual.
+"""
+from __future__ import annotations
+
+from dmod.v1 import datasets_pb2
+
+_CHUNK_TAG = 0x12  # field 2, wire type 2
+
+
+class UploadChunk:
+    """Looks like UploadObjectRequest(chunk=...) to the upload code."""
+
+    __slots__ = ("chunk",)
+
+    def __init__(self, chunk: memoryview):
+        self.chunk = chunk
+
+    @staticmethod
+    def WhichOneof(group: str) -> str:  # protobuf's name
+        return "chunk"
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def parse_upload_request(raw: bytes):
+    if raw[:1] == bytes((_CHUNK_TAG,)):
+        try:
+            length, start = _varint(raw, 1)
+        except (IndexError, ValueError):
+            length, start = -1, 0
+        if start + length == len(raw):
+            return UploadChunk(memoryview(raw)[start:])
+    return datasets_pb2.UploadObjectRequest.FromString(raw)
