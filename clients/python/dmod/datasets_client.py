@@ -195,31 +195,33 @@ def _parse_download(raw: bytes) -> DownloadPart:
 # ---- ordered background I/O -------------------------------------------------------------------
 
 class _FileReader:
-    """Blocks of a file from `offset`, read (and optionally hashed) ahead by one thread."""
+    """Blocks of a file from `offset`, read (and optionally hashed and encoded) ahead by one
+    thread. Yields (block size, encoded block)."""
 
-    def __init__(self, path: Path, offset: int, hasher=None):
+    def __init__(self, path: Path, offset: int, hasher=None, encode=lambda block: block):
         self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
         self._fh.seek(offset)
         self._hasher = hasher
+        self._encode = encode
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dmod-read")
         self._ahead: collections.deque = collections.deque()
 
-    def _read(self) -> bytes:
+    def _read(self) -> tuple[int, bytes]:
         block = self._fh.read(CHUNK)
         if block and self._hasher is not None:
             self._hasher.update(block)
-        return block
+        return len(block), self._encode(block) if block else block
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, bytes]]:
         loop = asyncio.get_running_loop()
         try:
             while True:
                 while len(self._ahead) < READ_AHEAD:
                     self._ahead.append(loop.run_in_executor(self._pool, self._read))
-                block = await self._ahead.popleft()
-                if not block:
+                size, block = await self._ahead.popleft()
+                if not size:
                     return
-                yield block
+                yield size, block
         finally:
             self.close()
 
@@ -456,7 +458,7 @@ class DatasetsClient:
     async def _send_file(self, dataset, local: Path, path: str, size: int, upload_id: str, offset: int, digest: str,
                          content_type: str, progress: Progress | None) -> datasets_pb2.DataObject:
         hasher = None if digest else hashlib.sha256()
-        reader = _FileReader(local, offset, hasher)
+        reader = _FileReader(local, offset, hasher, encode_chunk)  # wire form built off the event loop
         sent = offset
 
         async def messages():
@@ -464,9 +466,9 @@ class DatasetsClient:
             yield datasets_pb2.UploadObjectRequest(metadata=datasets_pb2.UploadMetadata(
                 parent=dataset, path=path, size_bytes=size, sha256=digest, content_type=content_type,
                 upload_id=upload_id, offset=offset))
-            async for block in reader:
-                yield encode_chunk(block)
-                sent += len(block)
+            async for n, message in reader:
+                yield message
+                sent += n
                 if progress:
                     progress(sent, size)
             if hasher is not None:
