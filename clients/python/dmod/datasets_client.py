@@ -35,6 +35,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from dmod import client as _client
 from dmod.errors import error_details
+from dmod.protowire import read_varint, varint
 from dmod.url_download import UrlFetchFailed
 from dmod.url_download import fetch as fetch_url
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
@@ -130,32 +131,9 @@ def object_name(dataset: str, path: str) -> str:
 # message (protobuf's own parse/serialise and the bytes-field accessor). Everything else goes
 # through protobuf.
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(buf, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        byte = buf[i]
-        i += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, i
-        shift += 7
-
-
 def encode_chunk(block) -> bytes:
     """The wire form of UploadObjectRequest(chunk=block) (field 2, length-delimited)."""
-    return b"\x12" + _varint(len(block)) + block
+    return b"\x12" + varint(len(block)) + block
 
 
 def _serialize_upload(message) -> bytes:
@@ -177,10 +155,10 @@ def _parse_download(raw: bytes) -> DownloadPart:
     view, i, obj, chunk = memoryview(raw), 0, None, memoryview(b"")
     try:
         while i < len(raw):
-            tag, i = _read_varint(raw, i)
+            tag, i = read_varint(raw, i)
             if tag & 7 != 2:
                 raise ValueError("unexpected wire type")
-            length, i = _read_varint(raw, i)
+            length, i = read_varint(raw, i)
             if tag >> 3 == 1:
                 obj = datasets_pb2.DataObject.FromString(view[i:i + length])
             elif tag >> 3 == 2:

@@ -7,6 +7,7 @@ goes through protobuf as usual.
 """
 from __future__ import annotations
 
+from dmod.protowire import read_varint
 from dmod.v1 import datasets_pb2
 
 _CHUNK_TAG = 0x12  # field 2, wire type 2
@@ -25,23 +26,10 @@ class UploadChunk:
         return "chunk"
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        byte = buf[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, i
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
 def parse_upload_request(raw: bytes):
     if raw[:1] == bytes((_CHUNK_TAG,)):
         try:
-            length, start = _varint(raw, 1)
+            length, start = read_varint(raw, 1)
         except (IndexError, ValueError):
             length, start = -1, 0
         if start + length == len(raw):
