@@ -30,17 +30,8 @@ import aiodocker
 import aiohttp
 
 from dmod.services.jobs.launchers import swarm_plan, swarm_secret, swarm_spec
-from dmod.services.jobs.launchers.base import (
-    EventKind,
-    Inspection,
-    Launcher,
-    LauncherEvent,
-    LaunchError,
-    LaunchHandle,
-    LaunchRequest,
-    NodeSpec,
-    WorkerState,
-)
+from dmod.services.jobs.launchers.base import (EventKind, Inspection, LaunchError, Launcher, LauncherEvent, LaunchHandle,
+                                               LaunchRequest, NodeSpec, WorkerState)
 from dmod.services.jobs.launchers.swarm_relay import Relay, is_loopback, split_target
 from dmod.services.jobs.launchers.swarm_tasks import TaskView, Tracker, summarize
 

@@ -14,14 +14,8 @@ import base64
 from collections.abc import Mapping
 
 from dmod.services.jobs.launchers.base import LaunchRequest
-from dmod.services.jobs.launchers.swarm_plan import (
-    LABEL_SLICE,
-    SECRET_TARGET,
-    WORKER_UID,
-    LaunchPlan,
-    ServicePlan,
-    peers_env,
-)
+from dmod.services.jobs.launchers.swarm_plan import (LABEL_SLICE, SECRET_TARGET, WORKER_UID, LaunchPlan, ServicePlan,
+                                                     peers_env)
 
 NANO = 1_000_000_000
 SSH_PORT = 2222
