@@ -334,13 +334,14 @@ async def dmod_watch(gateway: str, watchers: int, running_jobs: int, folder: Pat
                 key = f"{exc.code().name}: {exc.details()}"
                 counts["stream_errors"][key] = counts["stream_errors"].get(key, 0) + 1
 
-    t0 = time.perf_counter()
+    t0, opened_from = time.perf_counter(), time.time()
     await asyncio.gather(*(watcher(i) for i in range(watchers)))
     wall = time.perf_counter() - t0
     for c in channels:
         await c.close()
     steady = [lat for t, lat in samples if t >= all_open[0]]
-    return {"streams": watchers, "jobs": running_jobs, "events_delivered": counts["events"],
+    return {"streams": watchers, "jobs": running_jobs, "opening_s": round(all_open[0] - opened_from, 2),
+            "events_delivered": counts["events"],
             "streams_completed": counts["streams_done"], "stream_errors": counts["stream_errors"],
             "deliveries_per_s": round(counts["events"] / wall, 1), **summary(steady),
             "including_opening": summary([lat for _, lat in samples])}
@@ -459,7 +460,7 @@ def table(result: dict) -> str:
         row("steady to-RUNNING", d.get("steady", {}).get("time_to_running"),
             f"{d['steady']['rate_per_s']} jobs/s" if "steady" in d else ""),
         row("WatchJob delivery", d.get("watch"), f"{d['watch']['deliveries_per_s']} ev/s" if "watch" in d else ""),
-        row("  incl. opening", d.get("watch", {}).get("including_opening")),
+        row(f"  incl. opening {d['watch']['opening_s']} s" if "watch" in d else "", d.get("watch", {}).get("including_opening")),
     ]
     out = [f"{a:<20}{b_:>16}{c:>18}{e:>18}" for a, b_, c, e in filter(None, rows)]
     out.append("")

@@ -136,3 +136,22 @@ async def test_watch_resumes_without_gaps_or_duplicates(jobs, channel, domain):
     texts = [ln.text for ln in lines]
     assert any(t.startswith("Running timestep") for t in texts)
     assert [ln.seq for ln in lines] == sorted(ln.seq for ln in lines)
+
+
+async def test_many_watchers_opening_at_once_each_get_their_own_backlog(jobs, domain):
+    """Streams that open together over one job, from the same and from different seqs: each gets
+    exactly the events after its own seq."""
+    job = (await jobs.CreateJob(S.CreateJobRequest(spec=job_spec(domain)))).job
+    await wait_state(jobs, job.name, TERMINAL, timeout=120)
+    full = [e.seq for e in await events(jobs, job.name)]
+
+    async def watch(after: int) -> tuple[int, list[int]]:
+        got = []
+        async for item in jobs.WatchJob(S.WatchJobRequest(name=job.name, after_seq=after)):
+            if item.HasField("event"):
+                got.append(item.event.seq)
+        return after, got
+
+    afters = [i % (len(full) + 1) for i in range(60)]  # the same seq several times, and every seq
+    for after, got in await asyncio.gather(*(watch(a) for a in afters)):
+        assert got == [s for s in full if s > after]
