@@ -37,35 +37,32 @@ def fetch(url: str, dest: Path, size: int, progress: Callable[[int, int], None] 
     to_write: queue.Queue = queue.Queue()
     hasher = hashlib.sha256()
     failure: list[BaseException] = []
-    done_with: dict[int, int] = {}  # id(buffer) -> consumers finished with it
     lock = threading.Lock()
 
-    def release(buf: bytearray) -> None:
+    def release(item: list) -> None:
+        """A consumer is done with a block; the second one recycles its buffer."""
         with lock:
-            count = done_with.pop(id(buf), 0) + 1
-            if count < 2:
-                done_with[id(buf)] = count
-                return
-        free.put(buf)
+            item[2] -= 1
+            last = item[2] == 0
+        if last:
+            free.put(item[0])
 
     def hash_all() -> None:
         while (item := to_hash.get()) is not None:
-            buf, n = item
-            hasher.update(memoryview(buf)[:n])
-            release(buf)
+            hasher.update(memoryview(item[0])[:item[1]])
+            release(item)
 
     def write_all() -> None:
         with open(dest, "wb", buffering=0) as fh:
             while (item := to_write.get()) is not None:
-                buf, n = item
                 if not failure:
                     try:
-                        view = memoryview(buf)[:n]
+                        view = memoryview(item[0])[:item[1]]
                         while view:
                             view = view[fh.write(view):]
                     except OSError as exc:  # disk full, …: stop writing, keep recycling buffers
                         failure.append(exc)
-                release(buf)
+                release(item)
 
     workers = [threading.Thread(target=hash_all, name="dmod-url-hash", daemon=True),
                threading.Thread(target=write_all, name="dmod-url-write", daemon=True)]
@@ -79,8 +76,9 @@ def fetch(url: str, dest: Path, size: int, progress: Callable[[int, int], None] 
             if not n:
                 free.put(buf)
                 break
-            to_hash.put((buf, n))
-            to_write.put((buf, n))
+            item = [buf, n, 2]  # buffer, bytes in it, consumers still to finish with it
+            to_hash.put(item)
+            to_write.put(item)
             received += n
             if progress:
                 progress(received, size)

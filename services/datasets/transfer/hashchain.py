@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 from concurrent.futures import Executor
 
+from dmod.services.datasets.transfer.blobs import Buffers
+
 
 class HashChain:
     def __init__(self, executor: Executor, offset: int = 0, state=None):
@@ -22,13 +24,12 @@ class HashChain:
         self._tail: asyncio.Future | None = None
 
     def feed(self, data) -> asyncio.Task:
-        """Hash `data` (bytes, or an iterable of buffers with a len() in bytes) after everything
-        fed before; the task finishes once it is hashed."""
+        """Hash `data` (bytes, or a part's Buffers) after everything fed before; the task finishes
+        once it is hashed."""
         previous = self._tail
         self.fed += len(data)
         end = self.fed
-        # (iter(): a Buffers' len() is its size in bytes, not a count of buffers to preallocate)
-        buffers = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else tuple(iter(data))
+        buffers = data.buffers if isinstance(data, Buffers) else (data,)
 
         def update() -> None:
             for buffer in buffers:
