@@ -15,6 +15,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortPicker:
+    """Distinct free ports for one stack. A server that also binds a derived port (weed: gRPC on
+    http + 10000) is given a port whose twin is free and claimed too, so no later pick lands on it."""
+
+    def __init__(self) -> None:
+        self.claimed: set[int] = set()
+
+    def pick(self, twin: int = 0) -> int:
+        while True:
+            port = free_port()
+            pair = {port, port + twin}
+            if max(pair) < 65536 and not pair & self.claimed and not (twin and tcp_open(port + twin)):
+                return self.claim(port, twin)
+
+    def claim(self, port: int, twin: int = 0) -> int:
+        self.claimed |= {port, port + twin}
+        return port
+
+
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)

@@ -7,7 +7,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmod.local.procs import free_port, spawn, tcp_open, wait_for
+from dmod.local.procs import PortPicker, spawn, tcp_open, wait_for
+
+# weed binds each server's gRPC port at its http port + 10000.
+GRPC_OFFSET = 10000
 
 
 @dataclass
@@ -19,14 +22,9 @@ class S3Ports:
     admin: int
 
     @classmethod
-    def free(cls) -> "S3Ports":
-        # weed derives gRPC ports as http + 10000; pick http ports whose +10000 twin is free too.
-        ports = []
-        while len(ports) < 5:
-            port = free_port()
-            if port < 55000 and port not in ports and not tcp_open(port + 10000):
-                ports.append(port)
-        return cls(*ports)
+    def free(cls, picker: PortPicker, s3: int) -> S3Ports:
+        """`s3` is already claimed (with its twin); the other servers get free ports and twins."""
+        return cls(s3, *(picker.pick(twin=GRPC_OFFSET) for _ in range(4)))
 
 
 def weed_binary() -> str:

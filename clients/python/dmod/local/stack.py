@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dmod.local.envoy import render_config, start_envoy
 from dmod.local.postgres import Postgres
-from dmod.local.procs import free_port, pid_alive, spawn, stop_pid, tcp_open, wait_for
+from dmod.local.procs import PortPicker, pid_alive, spawn, stop_pid, tcp_open, wait_for
 from dmod.local.redis import start_redis
-from dmod.local.s3 import S3Ports, start_s3
+from dmod.local.s3 import GRPC_OFFSET, S3Ports, start_s3
 from dmod.local.web import start_web
 from dmod.services.runtime.auth import ensure_keypair
 from dmod.services.runtime.registry import SERVICES
@@ -79,13 +79,14 @@ def load_state(home: Path) -> StackState | None:
     return StackState(**json.loads(path.read_text()))
 
 
-def _port(name: str, fixed: bool) -> int:
+def _port(name: str, fixed: bool, picker: PortPicker) -> int:
+    twin = GRPC_OFFSET if name == "s3" else 0
     env = os.environ.get(f"DMOD_{name.upper()}_PORT")
     if env:
-        return int(env)
+        return picker.claim(int(env), twin)
     if fixed and not tcp_open(DEFAULT_PORTS[name]):
-        return DEFAULT_PORTS[name]
-    return free_port()
+        return picker.claim(DEFAULT_PORTS[name], twin)
+    return picker.pick(twin)
 
 
 class Stack:
@@ -106,9 +107,9 @@ class Stack:
         if existing:
             self.down()
         started = time.perf_counter()
-        ports = {name: _port(name, self.fixed_ports) for name in DEFAULT_PORTS}
-        s3_ports = S3Ports.free()
-        s3_ports.s3 = ports["s3"]
+        picker = PortPicker()
+        ports = {name: _port(name, self.fixed_ports, picker) for name in DEFAULT_PORTS}
+        s3_ports = S3Ports.free(picker, ports["s3"])
         secret = self._secret()
         state = StackState(home=str(self.home), ports=ports, s3_ports=asdict(s3_ports), secret_key=secret,
                            started_at=time.time())
@@ -133,7 +134,7 @@ class Stack:
             replicas = [("services", ports["services"], services)]
             for i in range(2, services_replicas() + 1):
                 name = f"services-{i}"
-                state.ports[name] = _port(name, False)
+                state.ports[name] = _port(name, False, picker)
                 env = {**state.service_env(), "DMOD_LISTEN": f"127.0.0.1:{state.ports[name]}"}
                 proc = spawn([sys.executable, "-m", "dmod.cli.main", "serve", "all"], self.home / f"logs/{name}.log",
                              env=env, cwd=self.home)

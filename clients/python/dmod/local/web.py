@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import http.client
 import mimetypes
 import os
 import subprocess
@@ -17,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from dmod.local.procs import spawn, tcp_open, wait_for
+from dmod.local.procs import spawn, wait_for
 
 TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".html": "text/html; charset=utf-8", ".map": "application/json", ".svg": "image/svg+xml"}
@@ -110,8 +111,20 @@ def start_web(log_dir: Path, port: int, root: Path | None = None, timeout: float
     root = root or web_root()
     proc = spawn([sys.executable, "-m", "dmod.local.web", "--port", str(port), "--root", str(root)],
                  log_dir / "web.log")
-    wait_for(lambda: tcp_open(port), timeout, "web", proc, log_dir / "web.log")
+    # Ask for our own server header: an open port alone may belong to another process.
+    wait_for(lambda: _answers(port), timeout, "web", proc, log_dir / "web.log")
     return proc
+
+
+def _answers(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        conn.request("HEAD", "/")
+        return conn.getresponse().getheader("Server", "").startswith(Handler.server_version)
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
 
 
 def main(argv: list[str] | None = None) -> None:
