@@ -92,6 +92,6 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
 
 async def create_servicer(app: App) -> DatasetService:
     pool = await app.db()
-    await app.storage()  # makes sure the bucket exists
     blobs = Blobs(app.settings)
+    await blobs.ensure_bucket()
     return DatasetService(app, pool, blobs)

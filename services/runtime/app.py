@@ -12,7 +12,6 @@ from dmod.services.runtime.auth import TokenIssuer
 from dmod.services.runtime.db import apply_migrations, create_pool
 from dmod.services.runtime.redis_client import create_redis
 from dmod.services.runtime.settings import Settings
-from dmod.services.runtime.storage import Storage
 
 
 class App:
@@ -21,7 +20,6 @@ class App:
         self.address = ""  # host:port this process listens on (set by the server)
         self._pool: asyncpg.Pool | None = None
         self._redis = None
-        self._storage: Storage | None = None
         self._channel: grpc.aio.Channel | None = None
         self._lock = asyncio.Lock()
         self.tasks: set[asyncio.Task] = set()
@@ -42,14 +40,6 @@ class App:
         if self._redis is None:
             self._redis = create_redis(self.settings.redis_url)
         return self._redis
-
-    async def storage(self) -> Storage:
-        async with self._lock:
-            if self._storage is None:
-                storage = Storage(self.settings)
-                await storage.ensure_bucket()
-                self._storage = storage
-        return self._storage
 
     def channel(self) -> grpc.aio.Channel:
         """Channel for calls to other DMOD services (this process in the one-process local stack)."""

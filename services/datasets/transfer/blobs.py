@@ -99,6 +99,17 @@ class Blobs:
     async def run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
+    async def ensure_bucket(self) -> None:
+        def make() -> None:
+            if self.client.bucket_exists(self.bucket):
+                return
+            try:
+                self.client.make_bucket(self.bucket)
+            except S3Error as exc:  # another replica made it meanwhile
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        await self.run(make)
+
     # ---- writes ------------------------------------------------------------------------------
     def put_sync(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
