@@ -62,6 +62,11 @@ class _DataFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataFormat
     DATA_FORMAT_OBSERVATION_CSV: _DataFormat.ValueType  # 9
     DATA_FORMAT_GENERIC: _DataFormat.ValueType  # 10
     DATA_FORMAT_EVALUATION_RESULT: _DataFormat.ValueType  # 11
+    DATA_FORMAT_BMI_LIBRARY: _DataFormat.ValueType  # 12
+    """Compiled BMI model libraries (ELF shared objects exporting a BMI create/registration
+    function) with their init configs; laid out at the job directory root, paths kept, so that
+    relative `library_file` paths in a realization resolve.
+    """
 
 class DataFormat(_DataFormat, metaclass=_DataFormatEnumTypeWrapper):
     """Concrete file formats DMOD understands."""
@@ -78,6 +83,11 @@ DATA_FORMAT_NGEN_CSV_OUTPUT: DataFormat.ValueType  # 8
 DATA_FORMAT_OBSERVATION_CSV: DataFormat.ValueType  # 9
 DATA_FORMAT_GENERIC: DataFormat.ValueType  # 10
 DATA_FORMAT_EVALUATION_RESULT: DataFormat.ValueType  # 11
+DATA_FORMAT_BMI_LIBRARY: DataFormat.ValueType  # 12
+"""Compiled BMI model libraries (ELF shared objects exporting a BMI create/registration
+function) with their init configs; laid out at the job directory root, paths kept, so that
+relative `library_file` paths in a realization resolve.
+"""
 Global___DataFormat: _TypeAlias = DataFormat  # noqa: Y015
 
 class _StandardIndex:

@@ -177,6 +177,7 @@ class JobSpec(_message.Message):
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
     EVALUATION_FIELD_NUMBER: _builtins.int
     ENGINE_FIELD_NUMBER: _builtins.int
+    BMI_LIBRARY_DATASET_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """"ngen" (default)."""
     hydrofabric_dataset: _builtins.str
@@ -192,8 +193,13 @@ class JobSpec(_message.Message):
     partition_method: _partitioner_pb2.PartitionMethod.ValueType
     priority: _builtins.int
     engine: _builtins.str
-    """"auto" (default: ngen if installed, else the embedded engine), "ngen", "embedded", or "noop"
-    (the worker starts, reports and exits; no inputs, no outputs, no output dataset).
+    """"auto" (default: ngen when the installed ngen can run every formulation of the realization,
+    else the embedded engine), "ngen", "embedded", or "noop" (the worker starts, reports and
+    exits; no inputs, no outputs, no output dataset).
+    """
+    bmi_library_dataset: _builtins.str
+    """datasets/{id} of compiled BMI model libraries (DATA_FORMAT_BMI_LIBRARY); laid out at the job
+    directory root like the BMI config dataset. Never searched for: given or absent.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -230,10 +236,11 @@ class JobSpec(_message.Message):
         retry_policy: Global___RetryPolicy | None = ...,
         evaluation: Global___JobEvaluationSpec | None = ...,
         engine: _builtins.str = ...,
+        bmi_library_dataset: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "evaluation", b"evaluation", "retry_policy", b"retry_policy", "start_time", b"start_time", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation_paradigm", b"allocation_paradigm", "bmi_config_dataset", b"bmi_config_dataset", "catchment_ids", b"catchment_ids", "cpu_count", b"cpu_count", "end_time", b"end_time", "engine", b"engine", "evaluation", b"evaluation", "forcing_dataset", b"forcing_dataset", "hydrofabric_dataset", b"hydrofabric_dataset", "memory_bytes", b"memory_bytes", "model", b"model", "partition_dataset", b"partition_dataset", "partition_method", b"partition_method", "priority", b"priority", "realization_dataset", b"realization_dataset", "retry_policy", b"retry_policy", "start_time", b"start_time", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation_paradigm", b"allocation_paradigm", "bmi_config_dataset", b"bmi_config_dataset", "bmi_library_dataset", b"bmi_library_dataset", "catchment_ids", b"catchment_ids", "cpu_count", b"cpu_count", "end_time", b"end_time", "engine", b"engine", "evaluation", b"evaluation", "forcing_dataset", b"forcing_dataset", "hydrofabric_dataset", b"hydrofabric_dataset", "memory_bytes", b"memory_bytes", "model", b"model", "partition_dataset", b"partition_dataset", "partition_method", b"partition_method", "priority", b"priority", "realization_dataset", b"realization_dataset", "retry_policy", b"retry_policy", "start_time", b"start_time", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -350,6 +357,8 @@ class Job(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     EVALUATION_FIELD_NUMBER: _builtins.int
+    ENGINE_FIELD_NUMBER: _builtins.int
+    ENGINE_DETAIL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """jobs/{id}"""
     owner: _builtins.str
@@ -367,6 +376,11 @@ class Job(_message.Message):
     last_event_seq: _builtins.int
     request_id: _builtins.str
     evaluation: _builtins.str
+    engine: _builtins.str
+    """Output only: the engine pre-flight chose and validated against ("ngen" or "embedded"; empty
+    before VALIDATING ends), with what it knows of it (e.g. "ngen 0.3.0, OpenMPI").
+    """
+    engine_detail: _builtins.str
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -410,10 +424,12 @@ class Job(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         evaluation: _builtins.str = ...,
+        engine: _builtins.str = ...,
+        engine_detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "progress", b"progress", "spec", b"spec", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "evaluation", b"evaluation", "labels", b"labels", "last_event_seq", b"last_event_seq", "launcher", b"launcher", "name", b"name", "output_dataset", b"output_dataset", "owner", b"owner", "progress", b"progress", "request_id", b"request_id", "resolved_datasets", b"resolved_datasets", "spec", b"spec", "start_time", b"start_time", "state", b"state", "state_message", b"state_message", "state_reason", b"state_reason", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "engine", b"engine", "engine_detail", b"engine_detail", "evaluation", b"evaluation", "labels", b"labels", "last_event_seq", b"last_event_seq", "launcher", b"launcher", "name", b"name", "output_dataset", b"output_dataset", "owner", b"owner", "progress", b"progress", "request_id", b"request_id", "resolved_datasets", b"resolved_datasets", "spec", b"spec", "start_time", b"start_time", "state", b"state", "state_message", b"state_message", "state_reason", b"state_reason", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
