@@ -40,13 +40,27 @@ optional and unknown keys are refused:
 Every numeric key is also a settable parameter (ngen `model_params`, e.g. slope from the
 hydrofabric); setting one re-derives coefficients, and before the first update also re-initialises
 the stores from their init fractions.
+
+Real CFE configs: when the init config is a NOAA-OWP CFE `key=value` file
+(`*_bmi_config_cfe_pass.txt`, read by `cfe_config.read_cfe_config`), the model runs the OWP CFE
+structure instead (GIUH, explicit Nash cascade, field capacity from alpha_fc, ET before
+partitioning, ...; see `cfe_owp.py`), with CFE's outputs (Q_OUT in m per hourly step) and CFE's
+parameter names for `model_params` (maxsmc, satdk, slope, b, Klf, Kn, Cgw, expon, ...).
 """
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
 
 import numpy as np
 
 from . import cfe_physics as phys
 from .array_bmi import ArrayBmi, ModelConfigError
+from .cfe_config import looks_like_cfe_config, read_cfe_config
+from .cfe_owp import OUTPUTS as OWP_OUTPUTS
+from .cfe_owp import PARAMS as OWP_PARAMS
+from .cfe_owp import STEP_SECONDS as OWP_STEP_SECONDS
+from .cfe_owp import OwpCfe
 from .pet import PET_FLUX, SHORTWAVE, TEMPERATURE, priestley_taylor_mm_s
 
 PRECIP = "atmosphere_water__liquid_equivalent_precipitation_rate"
@@ -83,8 +97,31 @@ class CFE(ArrayBmi):
         self.pet_method = "constant"
         self._nash = np.zeros((0, 0))
         self._surf = np.zeros((0, 0))
+        self._owp: OwpCfe | None = None
+
+    def initialize_batch(self, config_files: Sequence[str]) -> None:
+        paths = [os.fspath(p) for p in config_files]
+        kinds = {looks_like_cfe_config(p) for p in paths}
+        if True not in kinds:
+            self._owp = None
+            for name in ("_outputs", "_params"):
+                self.__dict__.pop(name, None)
+            super().initialize_batch(paths)
+            return
+        if kinds != {True}:
+            raise ModelConfigError("init configs mix NOAA-OWP CFE key=value files with YAML/JSON configs")
+        self._config_paths = paths
+        self.n = len(paths)
+        self._time = 0.0
+        self._dt = OWP_STEP_SECONDS
+        self.pet_method = "input"
+        self._outputs = OWP_OUTPUTS
+        self._params = {name: (units, None) for name, (units, _key) in OWP_PARAMS.items()}
+        self._owp = OwpCfe(self, [read_cfe_config(p) for p in paths])
 
     def _inputs(self) -> dict[str, str]:
+        if self._owp is not None:
+            return self._owp.inputs()
         inputs = {PRECIP: "mm s-1"}
         if self.pet_method == "priestley_taylor":
             inputs |= {TEMPERATURE: "K", SHORTWAVE: "W m-2"}
@@ -162,6 +199,11 @@ class CFE(ArrayBmi):
         v["TOTAL_STORAGE"][:] = self.total_storage()
 
     def _on_params_changed(self, names: set[str]) -> None:
+        if self._owp is not None:
+            self._owp.derive()
+            if self._time == 0.0:
+                self._owp.reset()
+            return
         self._derive()
         if self._time == 0.0:
             self._reset_states()
@@ -188,6 +230,9 @@ class CFE(ArrayBmi):
         return rate * dt / 1000.0
 
     def _advance(self, dt: float) -> None:
+        if self._owp is not None:
+            self._owp.advance(dt)
+            return
         v = self._v
         rain = np.maximum(v[PRECIP], 0.0) * dt / 1000.0
         pet = self._pet_depth(dt)
