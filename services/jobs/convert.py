@@ -35,6 +35,7 @@ def job_message(row, allocations=()) -> jobs_pb2.Job:
         attempt=row["attempt"], progress=jobs_pb2.Progress(step=row["progress_step"], total_steps=row["progress_total"]),
         output_dataset=row["output_dataset"], resolved_datasets=_json(row["resolved"]), launcher=row["launcher"],
         last_event_seq=row["last_event_seq"], request_id=row["request_id"], evaluation=row["evaluation"],
+        engine=row.get("engine") or "", engine_detail=row.get("engine_detail") or "",
         allocations=[jobs_pb2.Allocation(node=a["hostname"] or a["node"], cpus=a["cpus"], memory_bytes=a["memory_bytes"])
                      for a in allocations])
     for field in ("create_time", "update_time", "start_time", "end_time"):

@@ -2,11 +2,16 @@
 
 - each input dataset resolves (given, or found by SearchDatasets from the job's requirement)
   and has the right category;
-- the realization parses (schema errors name the field), with the job's time range;
+- the engine: the one asked for, or (auto) ngen when the installed binary can run every
+  formulation of the realization, else the embedded engine; a formulation no allowed engine can
+  run fails naming it and the missing capability (ENGINE_UNSUPPORTED);
+- the realization parses as that engine runs it (schema errors name the field), with the job's
+  time range;
 - the hydrofabric loads, is dendritic with resolvable ids; the catchment subset exists in it;
 - every simulated catchment has forcing covering the time range (CSV: a file matching the
   pattern whose first/last rows span it, read with ranged downloads; NetCDF: ids and Time);
-- every relative BMI init_config a catchment needs exists in the realization/BMI datasets;
+- every relative BMI init_config and library_file a catchment needs exists in the realization,
+  BMI config or BMI library datasets (laid at the job directory root, paths kept);
 - a given partition file is valid for N ranks (all of ngen's silent failure classes);
 - the request can ever be allocated in the pool.
 
@@ -30,10 +35,12 @@ from dmod.services.worker.agent import layout
 from dmod.v1 import datasets_pb2, domain_pb2, jobs_pb2
 
 ROLE_FIELD = {"hydrofabric": "hydrofabric_dataset", "realization": "realization_dataset",
-              "forcing": "forcing_dataset", "partition": "partition_dataset", "bmi_config": "bmi_config_dataset"}
+              "forcing": "forcing_dataset", "partition": "partition_dataset", "bmi_config": "bmi_config_dataset",
+              "bmi_library": "bmi_library_dataset"}
 ROLE_CATEGORY = {"hydrofabric": domain_pb2.DATA_CATEGORY_HYDROFABRIC, "realization": domain_pb2.DATA_CATEGORY_CONFIG,
                  "forcing": domain_pb2.DATA_CATEGORY_FORCING, "partition": domain_pb2.DATA_CATEGORY_CONFIG,
-                 "bmi_config": domain_pb2.DATA_CATEGORY_CONFIG}
+                 "bmi_config": domain_pb2.DATA_CATEGORY_CONFIG, "bmi_library": domain_pb2.DATA_CATEGORY_CONFIG}
+GIVEN_ONLY = ("bmi_config", "bmi_library")  # roles never searched for
 MAX_ERRORS = 20
 _TIME = "%Y-%m-%d %H:%M:%S"
 
@@ -50,6 +57,8 @@ class Result:
     resolved: dict[str, str] = field(default_factory=dict)  # role -> datasets/{id}
     staged: dict = field(default_factory=dict)  # role -> [{path, sha256, size}], expected outputs
     warnings: list[str] = field(default_factory=list)
+    engine: str = ""  # "ngen" | "embedded" (what the worker runs); "" for noop
+    engine_detail: str = ""
 
 
 def _dt(ts: Timestamp) -> dt.datetime:
@@ -100,7 +109,7 @@ class Preflight:
         network = await self._hydrofabric(result)
         simulated = await self._simulated(result, network)
         await self._forcing(result, real, simulated)
-        self._init_configs(real, simulated)
+        self._init_configs(real, simulated, result.warnings)
         expected = layout.expected_outputs(network, simulated if simulated is not None else None,
                                            real.output.catchment_enabled)
         result.staged["expected_outputs"] = {"count": len(expected), "digest": _digest(expected)}
@@ -112,7 +121,7 @@ class Preflight:
     async def _resolve(self, result: Result) -> None:
         spec = self.spec
         n = spec.cpu_count or 1
-        for role in ("hydrofabric", "realization", "forcing", "bmi_config", "partition"):
+        for role in ("hydrofabric", "realization", "forcing", "bmi_config", "bmi_library", "partition"):
             given = getattr(spec, ROLE_FIELD[role])
             if given:
                 try:
@@ -127,7 +136,7 @@ class Preflight:
                         f"not {domain_pb2.DataCategory.Name(ROLE_CATEGORY[role])}", f"spec.{ROLE_FIELD[role]}")
                 result.resolved[role] = given
                 continue
-            if role == "bmi_config" or (role == "partition" and n == 1):
+            if role in GIVEN_ONLY or (role == "partition" and n == 1):
                 continue
             found = await self.ds.search(_requirement(role, spec, n))
             if found.best.name:
@@ -156,6 +165,43 @@ class Preflight:
         return dest
 
     # ---- realization ------------------------------------------------------------------------
+    async def _engine(self, result: Result, doc: dict):
+        """The engine this job runs on (see engine_caps.choose_engine), recorded in `result`."""
+        from dmod.services.worker.engine.realization import formulation_types
+        from dmod.services.worker.engine_caps import (
+            EngineUnsupported,
+            Needs,
+            choose_engine,
+            find_ngen,
+            ngen_capabilities,
+        )
+
+        spec = self.spec
+        netcdf = ""
+        glob = doc.get("global") if isinstance(doc.get("global"), dict) else {}
+        blocks = [("global.forcing", glob.get("forcing"))]
+        if isinstance(doc.get("catchments"), dict):
+            blocks += [(f"catchments.{c}.forcing", b.get("forcing")) for c, b in doc["catchments"].items()
+                       if isinstance(b, dict)]
+        for where, block in blocks:
+            if isinstance(block, dict) and block.get("provider") == "NetCDF":
+                netcdf = f"realization.{where}.provider"
+                break
+        try:
+            geopackage = layout.pick_hydrofabric(self._paths("hydrofabric"))[0].endswith("gpkg")
+        except layout.LayoutError:
+            geopackage = False  # reported by the hydrofabric check
+        needs = Needs({k: f"realization.{w}" for k, w in formulation_types(doc).items()}, ranks=spec.cpu_count or 1,
+                      netcdf_forcing=netcdf, geopackage=geopackage)
+        path = find_ngen() if spec.engine in ("", "auto", "ngen") else None
+        ngen = await asyncio.to_thread(ngen_capabilities, path) if path else None
+        try:
+            chosen = choose_engine(spec.engine or "auto", needs, ngen)
+        except EngineUnsupported as exc:
+            raise ValidationFailed(str(exc), exc.field or "spec.engine", reason=exc.reason) from None
+        result.engine, result.engine_detail = chosen.name, chosen.describe()
+        return chosen
+
     async def _realization(self, result: Result):
         from dmod.services.worker.engine.errors import ConfigError
         from dmod.services.worker.engine.realization import parse_realization
@@ -176,7 +222,8 @@ class Preflight:
         end = _dt(spec.end_time) if spec.HasField("end_time") else None
         try:
             doc = layout.rewrite_realization(doc, forcing_paths=self._paths("forcing"), start=start, end=end)
-            real = parse_realization(doc)
+            engine = await self._engine(result, doc)
+            real = parse_realization(doc, engine=engine.name)
         except layout.LayoutError as exc:
             raise ValidationFailed(str(exc), f"spec.{exc.field}") from None
         except ConfigError as exc:
@@ -315,24 +362,39 @@ class Preflight:
         return await asyncio.to_thread(_netcdf_problems, str(local), cids, start, end)
 
     # ---- BMI init configs -------------------------------------------------------------------
-    def _init_configs(self, real, simulated: list[str] | None) -> None:
+    def _init_configs(self, real, simulated: list[str] | None, warnings: list[str] | None = None) -> None:
         from dmod.services.worker.engine.errors import ConfigError
 
-        available = {posixpath.normpath(p) for p in self._paths("realization") + self._paths("bmi_config")}
+        warnings = warnings if warnings is not None else []
+        available = {posixpath.normpath(p) for p in self._paths("realization") + self._paths("bmi_config")
+                     + self._paths("bmi_library")}
         ids = simulated if simulated is not None else self.network.catchment_ids.tolist()
+        libraries_checked: set[str] = set()
         for cid in ids:
             try:
                 form = real.formulation_for(cid)
             except ConfigError as exc:
                 raise ValidationFailed(f"catchment {cid}: {exc}", f"catchments.{cid}") from None
             for module in form.modules:
+                lib = module.library_file
+                if lib and lib not in libraries_checked:
+                    libraries_checked.add(lib)
+                    if posixpath.isabs(lib):
+                        warnings.append(f"{module.field}: library_file {lib} is an absolute path: only the worker "
+                                        f"can check it exists")
+                    elif posixpath.normpath(lib.removeprefix("./")) not in available:
+                        raise ValidationFailed(
+                            f"catchment {cid}: library_file {lib} is in neither the BMI library, the BMI config nor "
+                            f"the realization dataset", f"realization.{module.field}.params.library_file",
+                            reason="BMI_LIBRARY_MISSING")
                 cfg = module.init_config_for(cid)
                 if not cfg or posixpath.isabs(cfg):
                     continue
                 rel = posixpath.normpath(cfg.removeprefix("./"))
                 if rel not in available:
-                    raise ValidationFailed(f"catchment {cid}: init_config {cfg} is in neither the realization nor "
-                                           f"the BMI config dataset", f"{module.field}.init_config",
+                    raise ValidationFailed(f"catchment {cid}: init_config {cfg} is in neither the realization, "
+                                           f"the BMI config nor the BMI library dataset",
+                                           f"realization.{module.field}.params.init_config",
                                            reason="BMI_CONFIG_MISSING")
 
 

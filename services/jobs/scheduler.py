@@ -322,8 +322,15 @@ class Scheduler:
                 await self._transition(row, states.FAILED, reason=exc.reason, message=str(exc)[:4000])
                 return False
         inputs = ", ".join(f"{k}={v}" for k, v in sorted(result.resolved.items())) or "no inputs (noop engine)"
-        return await self._transition(row, states.STAGING, reason="VALIDATED", message=f"inputs valid: {inputs}",
-                                      resolved=result.resolved, staged=result.staged) or True
+        message = f"inputs valid: {inputs}"
+        if result.engine:
+            message += f"; engine {result.engine}: {result.engine_detail}"
+        if result.warnings:
+            message += "; warnings: " + "; ".join(result.warnings[:3]) + (
+                f" (+{len(result.warnings) - 3} more)" if len(result.warnings) > 3 else "")
+        return await self._transition(row, states.STAGING, reason="VALIDATED", message=message[:4000],
+                                      resolved=result.resolved, staged=result.staged, engine=result.engine,
+                                      engine_detail=result.engine_detail) or True
 
     async def _stage(self, row) -> bool:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])
@@ -497,7 +504,8 @@ class Scheduler:
                     return True
                 timeout = spec.timeout.ToNanoseconds() / 1e9 if spec.HasField("timeout") else 0
                 request = LaunchRequest(
-                    job=name, attempt=attempt, engine=spec.engine or "auto", server=self.rt.worker_server,
+                    job=name, attempt=attempt, engine=row["engine"] or spec.engine or "auto",  # pre-flight's choice
+                    server=self.rt.worker_server,
                     token=self.rt.worker_token(row["owner"], name, timeout),
                     slices=tuple(Slice(a["node"], a["hostname"], a["cpus"], a["memory_bytes"]) for a in allocs))
                 try:

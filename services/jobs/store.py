@@ -28,13 +28,15 @@ log = logging.getLogger("dmod.jobs.store")
 
 # Columns a transition may set besides state/reason/message.
 _SETTABLE = {"attempt", "progress_step", "progress_total", "output_dataset", "resolved", "staged", "start_time",
-             "end_time", "queued_time", "not_before", "lease_owner", "lease_expires", "evaluation"}
+             "end_time", "queued_time", "not_before", "lease_owner", "lease_expires", "evaluation", "engine",
+             "engine_detail"}
 _JSON = {"resolved", "staged"}
 # Postgres array types of the settable columns, for batched transitions (jsonb goes as text).
 _ARRAY_TYPE = {"attempt": "int[]", "progress_step": "bigint[]", "progress_total": "bigint[]",
                "output_dataset": "text[]", "resolved": "text[]", "staged": "text[]", "start_time": "timestamptz[]",
                "end_time": "timestamptz[]", "queued_time": "timestamptz[]", "not_before": "timestamptz[]",
-               "lease_owner": "text[]", "lease_expires": "timestamptz[]", "evaluation": "text[]"}
+               "lease_owner": "text[]", "lease_expires": "timestamptz[]", "evaluation": "text[]",
+               "engine": "text[]", "engine_detail": "text[]"}
 
 _INSERT_JOB = """INSERT INTO jobs (id, owner, request_id, spec, labels, priority, cpu_count, memory_bytes, state,
                                    launcher, pool, last_event_seq, lease_owner, lease_expires)

@@ -12,7 +12,7 @@ ENGINES = ("", "auto", "ngen", "embedded", "noop")
 MODELS = ("", "ngen")
 MAX_CPUS = 4096
 DATASET_ROLES = ("hydrofabric_dataset", "realization_dataset", "forcing_dataset", "partition_dataset",
-                 "bmi_config_dataset")
+                 "bmi_config_dataset", "bmi_library_dataset")
 
 
 def validate_create(request: jobs_pb2.CreateJobRequest) -> list[tuple[str, str]]:
@@ -38,6 +38,9 @@ def validate_create(request: jobs_pb2.CreateJobRequest) -> list[tuple[str, str]]
         value = getattr(spec, role)
         if value and not DATASET_NAME.match(value):
             v.append((f"spec.{role}", f"must look like datasets/{{id}}, got {value!r}"))
+    if spec.bmi_library_dataset and spec.engine == "embedded":
+        v.append(("spec.bmi_library_dataset", ("compiled BMI libraries run only under ngen; the embedded engine "
+                                               "runs bmi_python models (use engine auto or ngen)")))
     if spec.allocation_paradigm not in jobs_pb2.AllocationParadigm.values():
         v.append(("spec.allocation_paradigm", "unknown allocation paradigm"))
     if spec.partition_method not in partitioner_pb2.PartitionMethod.values():

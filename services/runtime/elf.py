@@ -77,8 +77,8 @@ def read_elf(read: Callable[[int, int], bytes], size: int | None = None, *, symb
         e_type, e_machine = struct.unpack_from(e + "HH", head, 16)
         e_shoff, = struct.unpack_from(e + "I", head, 32)
         e_shentsize, e_shnum, _ = struct.unpack_from(e + "HHH", head, 46)
-    info = dict(bits=bits, little_endian=le, type=ET_NAMES.get(e_type, f"type {e_type}"),
-                machine=MACHINES.get(e_machine, f"machine {e_machine}"))
+    info = {"bits": bits, "little_endian": le, "type": ET_NAMES.get(e_type, f"type {e_type}"),
+            "machine": MACHINES.get(e_machine, f"machine {e_machine}")}
     if not e_shoff or not e_shnum:
         return ElfInfo(**info)  # stripped of section headers: header facts only
 

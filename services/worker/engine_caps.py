@@ -23,10 +23,10 @@ NGEN_FLAG_FOR = {"bmi_c": "NGEN_WITH_BMI_C", "bmi_c++": None, "bmi_fortran": "NG
                  "bmi_python": "NGEN_WITH_PYTHON", "bmi_multi": None}
 INFO_TIMEOUT = 20.0
 
-_FLAG = re.compile(r"^\s*(NGEN_[A-Z0-9_]+):\s*(ON|OFF|TRUE|FALSE|YES|NO|1|0)\s*$", re.I | re.M)
-_VERSION = re.compile(r"^\s*NGen version:\s*(\S+)", re.I | re.M)
-_COMMIT = re.compile(r"^\s*Git Commit ID:\s*(\S+)", re.I | re.M)
-_MPI_BLOCK = re.compile(r"^\s*MPI[^\n]*:\s*\n\s*Version:\s*(\S+)\s*\n\s*Library:\s*([^\n]*)", re.I | re.M)
+_FLAG = re.compile(r"^\s*(NGEN_[A-Z0-9_]+):\s*(ON|OFF|TRUE|FALSE|YES|NO|1|0)\s*$", re.IGNORECASE | re.MULTILINE)
+_VERSION = re.compile(r"^\s*NGen version:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_COMMIT = re.compile(r"^\s*Git Commit ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+_MPI_BLOCK = re.compile(r"^\s*MPI[^\n]*:\s*\n\s*Version:\s*(\S+)\s*\n\s*Library:\s*([^\n]*)", re.IGNORECASE | re.MULTILINE)
 
 
 class EngineUnsupported(Exception):
@@ -157,7 +157,8 @@ def ngen_capabilities(path: str) -> EngineCaps:
     except (ElfError, OSError):
         pass
     try:
-        done = subprocess.run([path, "--info"], capture_output=True, text=True, timeout=INFO_TIMEOUT,
+        done = subprocess.run([path, "--info"], check=False, capture_output=True, text=True,
+                              timeout=INFO_TIMEOUT,
                               stdin=subprocess.DEVNULL, errors="replace")
         caps = parse_info(done.stdout + "\n" + done.stderr, path, needed)
     except (OSError, subprocess.TimeoutExpired) as exc:

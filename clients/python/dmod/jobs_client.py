@@ -43,9 +43,10 @@ def build_spec(*, hydrofabric: str = "", realization: str = "", forcing: str = "
                bmi_config: str = "", start: str | None = None, end: str | None = None, cpus: int = 1,
                memory_bytes: int = 0, paradigm: str = "round-robin", partition_method: str = "",
                catchments: list[str] | None = None, priority: int = 0, timeout_seconds: float = 0,
-               engine: str = "auto", max_attempts: int = 0) -> jobs_pb2.JobSpec:
+               engine: str = "auto", max_attempts: int = 0, bmi_library: str = "") -> jobs_pb2.JobSpec:
     spec = jobs_pb2.JobSpec(hydrofabric_dataset=hydrofabric, realization_dataset=realization,
                             forcing_dataset=forcing, partition_dataset=partition, bmi_config_dataset=bmi_config,
+                            bmi_library_dataset=bmi_library,
                             cpu_count=cpus, memory_bytes=memory_bytes, priority=priority, engine=engine,
                             catchment_ids=list(catchments or []))
     if paradigm:

@@ -9,7 +9,7 @@ import logging
 
 from minio.error import S3Error
 
-from dmod.services.datasets.detect import configs, forcing, hydrofabric, observations
+from dmod.services.datasets.detect import bmi_library, configs, forcing, hydrofabric, observations
 from dmod.services.datasets.detect.context import DATASET, BadFile, DetectionContext
 from dmod.services.datasets.domains import Domain
 from dmod.services.datasets.formats import format_name
@@ -30,6 +30,7 @@ DETECTORS = {
     d.DATA_FORMAT_NGEN_PARTITION_CONFIG: configs.detect_partitioning,
     d.DATA_FORMAT_OBSERVATION_CSV: observations.detect_observations,
     d.DATA_FORMAT_NGEN_CSV_OUTPUT: observations.detect_ngen_output,
+    d.DATA_FORMAT_BMI_LIBRARY: bmi_library.detect_bmi_library,
 }
 
 
@@ -42,6 +43,8 @@ def guess_format(ctx: DetectionContext) -> int:
         return d.DATA_FORMAT_NETCDF_FORCING
     if ".geojson" in suffixes:
         return d.DATA_FORMAT_NGEN_GEOJSON_HYDROFABRIC
+    if bmi_library.looks_like_library(ctx):
+        return d.DATA_FORMAT_BMI_LIBRARY
     for obj in ctx.with_suffix(".json"):
         try:
             doc = json.loads(ctx.read(obj)) if obj.size <= configs.MAX_CONFIG_BYTES else None

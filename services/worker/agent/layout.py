@@ -3,7 +3,8 @@ builds it) and the scheduler's pre-flight check (which reasons about it without 
 
     <job dir>/
       realization.json        the realization dataset's JSON, rewritten (time range, forcing, output)
-      <other objects>         the realization and BMI config datasets' other objects, paths kept
+      <other objects>         the realization, BMI config and BMI library datasets' other objects,
+                              paths kept (a library dataset's lib/libx.so is ./lib/libx.so)
       hydrofabric/...         the hydrofabric dataset (GeoPackage, or catchment + nexus GeoJSON)
       forcing/...             the forcing dataset (CSV per catchment, or one NetCDF file)
       partitions.json         the partition dataset's JSON (N > 1)
@@ -20,8 +21,9 @@ REALIZATION_FILE = "realization.json"
 PARTITION_FILE = "partitions.json"
 OUTPUT_DIR = "output"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-ROLES = ("hydrofabric", "realization", "forcing", "partition", "bmi_config")
-ROLE_DIR = {"hydrofabric": "hydrofabric", "forcing": "forcing", "realization": "", "bmi_config": ""}
+ROLES = ("hydrofabric", "realization", "forcing", "partition", "bmi_config", "bmi_library")
+ROLE_DIR = {"hydrofabric": "hydrofabric", "forcing": "forcing", "realization": "", "bmi_config": "", "bmi_library": ""}
+EXECUTABLE_ROLES = ("bmi_library",)  # downloaded with mode 0755 (ngen dlopens the libraries)
 
 
 class LayoutError(Exception):

@@ -18,17 +18,17 @@ class OutputError(Exception):
 
 def expected_files(prepared) -> list[str]:
     from dmod.services.hydrofabric import load_network
-    from dmod.services.worker.engine.realization import parse_realization
+    from dmod.services.worker.engine.realization import parse_output
 
     root = prepared.root
     network = load_network(str(root / prepared.catchments), str(root / prepared.nexuses))
-    real = parse_realization(prepared.doc)
+    output = parse_output(prepared.doc)  # whichever engine runs it, only the output settings matter
     simulated = None
     if prepared.partition:
         simulated = layout.partition_catchments(json.loads((root / prepared.partition).read_text()))
     elif prepared.subset:
         simulated = list(prepared.subset)
-    return layout.expected_outputs(network, simulated, real.output.catchment_enabled)
+    return layout.expected_outputs(network, simulated, output.catchment_enabled)
 
 
 def check_complete(out_dir: Path, expected: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import posixpath
 import shutil
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ async def download_inputs(ds, resolved: dict[str, str], root: Path, say) -> dict
             except DatasetError as exc:
                 raise PrepareError(str(exc), "CHECKSUM_MISMATCH" if exc.reason == "CHECKSUM_MISMATCH"
                                    else "INPUT_DOWNLOAD_FAILED") from None
+        if role in layout.EXECUTABLE_ROLES:
+            os.chmod(dest, 0o755)
         done += 1
         if done == total or done % 200 == 0:
             say(f"downloaded {done}/{total} input objects")
@@ -112,6 +115,8 @@ def from_local(spec: dict, root: Path) -> dict[str, list[str]]:
             dest = root / ("inputs/partition/" + rel) if role == "partition" else _dest(root, role, rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, dest)
+            if role in layout.EXECUTABLE_ROLES:
+                os.chmod(dest, 0o755)
             rels.append(rel)
         paths[role] = rels
     return paths

@@ -4,6 +4,10 @@ Everything is checked here, before any model is built, and every error names its
 into the document (e.g. `global.formulations[0].params.python_type`). Per catchment, a
 `catchments.<id>` block replaces the global formulation and overrides keys of the global forcing.
 Only the first global formulation is used (ngen's rule).
+
+`engine="embedded"` (default) accepts what the embedded engine runs (bmi_python, bmi_multi of
+bmi_python modules); `engine="ngen"` accepts every type ngen knows (bmi_c, bmi_c++, bmi_fortran,
+bmi_python, bmi_multi) and checks the parameters ngen requires of each module.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from .timegrid import TimeGrid, parse_time
 
 NATIVE_TYPES = ("bmi_c", "bmi_c++", "bmi_fortran")
 PYTHON_TYPES = ("bmi_python", "bmi_multi")
+ENGINES = ("embedded", "ngen")
+# Parameters ngen requires of every BMI module (Bmi_Formulation's REQ__ parameters).
+NGEN_REQUIRED = ("model_type_name", "init_config", "main_output_variable", "uses_forcing_file")
 FORCING_PROVIDERS = ("CsvPerFeature", "NetCDF", "NullForcingProvider")
 
 
@@ -27,7 +34,8 @@ class HydrofabricParam:
 
 @dataclass(frozen=True)
 class ModuleSpec:
-    """One bmi_python model (a formulation of its own, or a module of bmi_multi)."""
+    """One BMI model (a formulation of its own, or a module of bmi_multi): bmi_python for the
+    embedded engine; any type when parsed for ngen."""
     field: str
     python_type: str
     init_config: str  # may contain {{id}}; "" when the model takes none
@@ -37,6 +45,8 @@ class ModuleSpec:
     uses_forcing_file: bool
     model_params: dict[str, object]  # value or HydrofabricParam
     model_type_name: str = ""
+    kind: str = "bmi_python"
+    library_file: str = ""  # native types: the shared library ngen dlopens
 
     def init_config_for(self, catchment_id: str) -> str:
         return self.init_config.replace("{{id}}", catchment_id)
@@ -45,7 +55,7 @@ class ModuleSpec:
 @dataclass(frozen=True)
 class FormulationSpec:
     field: str
-    kind: str  # bmi_python | bmi_multi
+    kind: str  # bmi_python | bmi_multi (| bmi_c | bmi_c++ | bmi_fortran when parsed for ngen)
     modules: tuple[ModuleSpec, ...]
     main_output_variable: str
     output_variables: tuple[str, ...] | None
@@ -173,20 +183,33 @@ def _model_params(params: dict, where: str) -> dict[str, object]:
     return out
 
 
-def parse_module(formulation: dict, where: str) -> ModuleSpec:
+def parse_module(formulation: dict, where: str, engine: str = "embedded") -> ModuleSpec:
     name = _str(formulation, "name", where)
-    if name in NATIVE_TYPES:
+    native = name in NATIVE_TYPES
+    if native and engine != "ngen":
         raise UnsupportedFormulation(
             f"formulation type {name!r} needs the ngen binary (compiled BMI libraries); the embedded "
             f"engine runs only bmi_python and bmi_multi of bmi_python modules", field=f"{where}.name")
-    if name != "bmi_python":
+    if name != "bmi_python" and not native:
         raise ConfigError(f"unknown formulation type {name!r} (expected one of "
                           f"{', '.join(PYTHON_TYPES + NATIVE_TYPES)})", field=f"{where}.name")
     pw = f"{where}.params"
     params = _dict(_req(formulation, "params", where), pw)
-    python_type = _str(params, "python_type", pw)
-    if "." not in python_type:
-        raise ConfigError(f"must be 'package.module.ClassName', got {python_type!r}", field=f"{pw}.python_type")
+    library = ""
+    python_type = ""
+    if engine == "ngen":
+        for key in NGEN_REQUIRED:
+            _req(params, key, pw)
+    if native:
+        library = _str(params, "library_file", pw)
+        if not library:
+            raise ConfigError("must name the model's shared library", field=f"{pw}.library_file")
+        for key in ("registration_function", "create_function", "destroy_function"):
+            _str(params, key, pw, required=False)
+    else:
+        python_type = _str(params, "python_type", pw)
+        if "." not in python_type:
+            raise ConfigError(f"must be 'package.module.ClassName', got {python_type!r}", field=f"{pw}.python_type")
     names_map = _dict(params.get("variables_names_map", {}), f"{pw}.variables_names_map")
     for k, v in names_map.items():
         if not isinstance(v, str):
@@ -204,10 +227,12 @@ def parse_module(formulation: dict, where: str) -> ModuleSpec:
         uses_forcing_file=uses_file,
         model_params=_model_params(params, pw),
         model_type_name=_str(params, "model_type_name", pw, required=False, default="") or "",
+        kind=name,
+        library_file=library,
     )
 
 
-def parse_formulation(formulation, where: str) -> FormulationSpec:
+def parse_formulation(formulation, where: str, engine: str = "embedded") -> FormulationSpec:
     formulation = _dict(formulation, where)
     name = _str(formulation, "name", where)
     pw = f"{where}.params"
@@ -216,11 +241,11 @@ def parse_formulation(formulation, where: str) -> FormulationSpec:
         modules = params.get("modules")
         if not isinstance(modules, list) or not modules:
             raise ConfigError("bmi_multi needs a non-empty list of modules", field=f"{pw}.modules")
-        specs = tuple(parse_module(_dict(m, f"{pw}.modules[{i}]"), f"{pw}.modules[{i}]")
+        specs = tuple(parse_module(_dict(m, f"{pw}.modules[{i}]"), f"{pw}.modules[{i}]", engine)
                       for i, m in enumerate(modules))
         main = _str(params, "main_output_variable", pw)
     else:
-        spec = parse_module(formulation, where)
+        spec = parse_module(formulation, where, engine)
         specs = (spec,)
         main = spec.main_output_variable
         if main is None:
@@ -235,13 +260,13 @@ def parse_formulation(formulation, where: str) -> FormulationSpec:
                            output_variables=outputs, output_header_fields=headers)
 
 
-def _first_formulation(block: dict, where: str) -> FormulationSpec | None:
+def _first_formulation(block: dict, where: str, engine: str = "embedded") -> FormulationSpec | None:
     forms = block.get("formulations")
     if forms is None:
         return None
     if not isinstance(forms, list) or not forms:
         raise ConfigError("must be a non-empty list", field=f"{where}.formulations")
-    return parse_formulation(forms[0], f"{where}.formulations[0]")
+    return parse_formulation(forms[0], f"{where}.formulations[0]", engine)
 
 
 def parse_forcing(raw: dict, where: str) -> ForcingSpec:
@@ -274,11 +299,14 @@ def parse_output(doc: dict) -> OutputSpec:
     return OutputSpec(root=root or ".", catchment_enabled=not disabled)
 
 
-def parse_realization(doc: dict) -> Realization:
+def parse_realization(doc: dict, engine: str = "embedded") -> Realization:
+    """The realization as `engine` ("embedded" or "ngen") would run it."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}")
     doc = _dict(doc, "realization")
     time = parse_time_block(doc)
     glob = _dict(doc.get("global", {}), "global")
-    global_form = _first_formulation(glob, "global")
+    global_form = _first_formulation(glob, "global", engine)
     global_forcing = _dict(glob["forcing"], "global.forcing") if "forcing" in glob else None
     if global_forcing is not None:
         parse_forcing(global_forcing, "global.forcing")  # fail early on a bad provider
@@ -288,7 +316,7 @@ def parse_realization(doc: dict) -> Realization:
     for cid, block in cats.items():
         where = f"catchments.{cid}"
         block = _dict(block, where)
-        form = _first_formulation(block, where)
+        form = _first_formulation(block, where, engine)
         if form is not None:
             real.catchment_formulations[cid] = form
         if "forcing" in block:
@@ -297,9 +325,36 @@ def parse_realization(doc: dict) -> Realization:
             real.catchment_forcing[cid] = forcing
     if global_form is None and not cats:
         raise ConfigError("missing: needs global.formulations or a `catchments` block", field="global")
-    if "routing" in doc:
+    if "routing" in doc and engine == "embedded":
         real.warnings.append("routing block ignored: the embedded engine does not run t-route")
     return real
+
+
+def formulation_types(doc) -> dict[str, str]:
+    """Formulation type -> field of its first use, over the formulations a run uses (the first of
+    `global` and of each catchment, and bmi_multi's modules). Tolerant: malformed parts are
+    skipped (parse_realization reports them)."""
+    found: dict[str, str] = {}
+
+    def visit(form, where: str) -> None:
+        if not isinstance(form, dict) or not isinstance(form.get("name"), str):
+            return
+        found.setdefault(form["name"], f"{where}.name")
+        params = form.get("params")
+        if form["name"] == "bmi_multi" and isinstance(params, dict) and isinstance(params.get("modules"), list):
+            for i, module in enumerate(params["modules"]):
+                visit(module, f"{where}.params.modules[{i}]")
+
+    if not isinstance(doc, dict):
+        return found
+    blocks = [("global", doc.get("global"))]
+    if isinstance(doc.get("catchments"), dict):
+        blocks += [(f"catchments.{cid}", b) for cid, b in doc["catchments"].items()]
+    for where, block in blocks:
+        forms = block.get("formulations") if isinstance(block, dict) else None
+        if isinstance(forms, list) and forms:
+            visit(forms[0], f"{where}.formulations[0]")
+    return found
 
 
 def load_realization(path: str) -> Realization:

@@ -39,6 +39,7 @@ FORMAT_ALIASES = {"csv": "AORC_CSV", "aorc": "AORC_CSV", "netcdf": "NETCDF_FORCI
                   "realization": "NGEN_REALIZATION_CONFIG", "gpkg": "NGEN_GEOPACKAGE_HYDROFABRIC",
                   "geopackage": "NGEN_GEOPACKAGE_HYDROFABRIC", "geojson": "NGEN_GEOJSON_HYDROFABRIC",
                   "partition": "NGEN_PARTITION_CONFIG", "partitions": "NGEN_PARTITION_CONFIG", "bmi": "BMI_CONFIG",
+                  "bmi_library": "BMI_LIBRARY", "bmi-library": "BMI_LIBRARY", "library": "BMI_LIBRARY",
                   "output": "NGEN_CSV_OUTPUT", "observation": "OBSERVATION_CSV", "observations": "OBSERVATION_CSV"}
 
 
@@ -141,7 +142,7 @@ async def create(client: DatasetsClient,
                  category: str = typer.Option(None, "--category", "-c", help="config, forcing, hydrofabric, "
                                               "observation, output (implied by --format)"),
                  data_format: str = typer.Option(None, "--format", "-f", help="e.g. aorc_csv, netcdf, gpkg, geojson, "
-                                                 "realization, partition, observation"),
+                                                 "realization, partition, bmi, bmi_library, observation"),
                  description: str = typer.Option("", "--description", "-d"),
                  label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value (repeatable)")] = None,
                  derived_from: Annotated[list[str] | None, typer.Option("--derived-from")] = None,

@@ -81,6 +81,8 @@ def submit(
     forcing: str = typer.Option("", help="forcing dataset; empty: found by search (covering --start..--end)"),
     partition: str = typer.Option("", help="partition dataset (N > 1); empty: found or made"),
     bmi_config: str = typer.Option("", "--bmi-config", help="BMI init config dataset"),
+    bmi_library: str = typer.Option("", "--bmi-library", help="compiled BMI model libraries (bmi_library dataset, "
+                                                                "laid at the job directory root: lib/x.so is ./lib/x.so)"),
     start: str | None = typer.Option(None, help="start time, UTC 'YYYY-MM-DD[ HH:MM[:SS]]'"),
     end: str | None = typer.Option(None, help="end time (inclusive), UTC"),
     cpus: int = typer.Option(1, "--cpus", "-n", help="MPI ranks"),
@@ -105,12 +107,13 @@ def submit(
         async with channel:
             md = metadata()
             names = [await resolve_dataset(channel, v, md) for v in (hydrofabric, realization, forcing, partition,
-                                                                        bmi_config)]
+                                                                        bmi_config, bmi_library)]
             spec = build_spec(hydrofabric=names[0], realization=names[1], forcing=names[2], partition=names[3],
                               bmi_config=names[4], start=start, end=end, cpus=cpus, memory_bytes=memory,
                               paradigm=paradigm, partition_method=partition_method,
                               catchments=[c for c in catchments.split(",") if c], priority=priority,
-                              timeout_seconds=timeout, engine=engine, max_attempts=max_attempts)
+                              timeout_seconds=timeout, engine=engine, max_attempts=max_attempts,
+                              bmi_library=names[5])
             if observations:
                 spec.evaluation.observation_dataset = await resolve_dataset(channel, observations, md)
             job = (await stub.CreateJob(jobs_pb2.CreateJobRequest(spec=spec, labels=_labels(label),
@@ -268,6 +271,8 @@ def show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "-
         table.add_row("owner", job.owner)
         table.add_row("cpus", f"{job.spec.cpu_count} ({jobs_pb2.AllocationParadigm.Name(job.spec.allocation_paradigm)})")
         table.add_row("allocation", ", ".join(f"{a.node}:{a.cpus}" for a in job.allocations))
+        table.add_row("engine", f"{job.engine}: {job.engine_detail}" if job.engine else
+                      f"{job.spec.engine or 'auto'} (not chosen yet)")
         for role, dataset in sorted(job.resolved_datasets.items()):
             table.add_row(role, dataset)
         table.add_row("output", job.output_dataset)
