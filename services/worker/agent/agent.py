@@ -174,34 +174,62 @@ class Agent:
         return f"outputs in {root / 'output'}"
 
     async def _run_model(self, prepared, ranks: int, slices) -> None:
+        from dmod.services.worker.agent import mpi
         from dmod.services.worker.agent.outputs import OutputError, check_complete, expected_files
-        from dmod.services.worker.agent.run import (
-            MpiRun,
-            at_session_nice,
-            hostfile,
-            model_command,
-            mpiexec,
-            session_nice,
-        )
+        from dmod.services.worker.agent.run import MpiRun, hostfile, model_command, mpiexec, session_nice
 
         try:
             model, used = model_command(self.opts.engine)
-            launcher = mpiexec()
+            if used == "ngen":
+                # The binary's own MPI decides the launcher; one rank needs none.
+                linked = mpi.binary_mpi(model[0])
+                launcher = mpi.choose_launcher(linked) if ranks > 1 else None
+                family, binary = linked.family, f"{model[0]} links {linked.describe()}"
+            else:  # the embedded engine: mpi4py under the venv's MPICH mpiexec, as always
+                path = mpiexec()
+                launcher = mpi.Launcher(path, mpi.launcher_family(path) or mpi.MPICH, "embedded engine")
+                family, binary = launcher.family, f"the embedded engine (mpi4py, {launcher.family})"
         except FileNotFoundError as exc:
-            raise Failure(EXIT_SETUP, "ENGINE_UNAVAILABLE", str(exc)) from None
+            raise Failure(EXIT_SETUP, "ENGINE_UNAVAILABLE" if not isinstance(exc, mpi.LauncherNotFound)
+                          else "MPI_MISMATCH", str(exc)) from None
         subset = ",".join(prepared.subset) if prepared.subset and not prepared.partition else "all"
-        argv = [launcher, "-n", str(ranks)]
-        hosts = hostfile(prepared.root, slices)
-        if hosts is not None:
-            argv += ["-f", str(hosts)]
-        argv += at_session_nice(model, session_nice())  # ranks yield to the control plane as this agent does
+        hosts = hostfile(prepared.root, slices) if launcher is not None else None
+        if used == "ngen":
+            argv, extra_env = mpi.launch_argv(launcher, ranks, hosts)
+            env = {**(os.environ if launcher is not None else mpi.scrubbed_env()), **extra_env}
+        else:  # exactly today's command line
+            argv, env = [launcher.path, "-n", str(ranks)] + (["-f", str(hosts)] if hosts is not None else []), None
+        # Every rank says which rank of how many its MPI library will see (and yields to the
+        # control plane as this agent does).
+        argv += mpi.rank_wrapper(model, family, session_nice())
         argv += [prepared.catchments, subset, prepared.nexuses, "all", prepared.realization]
         if prepared.partition:
             argv.append(prepared.partition)
-        self.say(f"running {used} on {ranks} rank(s): {' '.join(argv)}")
-        self.run = MpiRun(argv, prepared.root, self.reporter.log, self.reporter.progress)
+        how = (f"with {launcher.path} ({launcher.family or 'unknown MPI'}, {launcher.how})" if launcher is not None
+               else "directly (one rank, no launcher)")
+        self.say(f"running {used} on {ranks} rank(s) {how}; {binary}: {' '.join(argv)}")
+        guard = mpi.RankGuard(ranks, launcher.path if launcher is not None else "none (direct start)", binary)
+        stopping: list[asyncio.Task] = []
+
+        def on_line(text: str, stream: str) -> None:
+            self.reporter.log(text, stream)
+            if guard.feed(text) and guard.problem and not stopping:
+                self.say(f"MPI mismatch: {guard.problem}; stopping the run")
+                stopping.append(asyncio.get_running_loop().create_task(self.run.stop(grace=2.0)))
+
+        self.run = MpiRun(argv, prepared.root, on_line, self.reporter.progress, env=env)
         t0 = time.monotonic()
         code = await self.run.run()
+        if stopping:
+            await stopping[0]
+        if guard.problem:
+            raise Failure(EXIT_SETUP, "MPI_MISMATCH", guard.problem)
+        if code == 0 and "dmod-rank" in argv:  # wrapped: every rank must have reported
+            missing = guard.missing()
+            if missing:
+                raise Failure(EXIT_SETUP, "MPI_MISMATCH", (
+                    f"rank(s) {', '.join(map(str, missing[:10]))} of {ranks} never reported: the launcher "
+                    f"{guard.launcher} did not start one world of the binary's MPI ({binary})"))
         if code != 0:
             tag = "MODEL_CONFIG_INVALID" if code == 2 and used == "embedded" else "MODEL_FAILED"
             raise Failure(EXIT_CONFIG if tag == "MODEL_CONFIG_INVALID" else EXIT_MODEL, tag,

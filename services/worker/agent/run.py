@@ -71,15 +71,16 @@ def hostfile(root: Path, slices: list[tuple[str, int]]) -> Path | None:
 
 
 class MpiRun:
-    def __init__(self, argv: list[str], cwd: Path, on_line, on_progress):
+    def __init__(self, argv: list[str], cwd: Path, on_line, on_progress, env: dict[str, str] | None = None):
         self.argv = argv
+        self.env = env  # the run's environment (default: this process's)
         self.cwd = cwd
         self.on_line = on_line  # (text, stream)
         self.on_progress = on_progress  # (step, total)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def run(self) -> int:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"}
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, cwd=str(self.cwd), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, limit=1 << 20)
