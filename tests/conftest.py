@@ -18,8 +18,19 @@ def stack_home() -> Path:
     return Path(tempfile.mkdtemp(prefix="dmod-test-"))
 
 
+def ngen_path() -> str | None:
+    """The real ngen binary the stack's jobs may use: DMOD_NGEN_PATH, else the shared test build at
+    `../shared/ngen/ngen` next to the repository (None when neither exists)."""
+    given = os.environ.get("DMOD_NGEN_PATH")
+    path = Path(given) if given else Path(__file__).resolve().parents[1].parent / "shared" / "ngen" / "ngen"
+    return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+
+
 @pytest.fixture(scope="session")
 def stack(stack_home: Path) -> StackState:
+    ngen = ngen_path()
+    if ngen:  # the services (pre-flight) and their workers see the same binary
+        os.environ["DMOD_NGEN_PATH"] = ngen
     stack = Stack(stack_home, fixed_ports=False, log=lambda *a: None)
     try:
         state = stack.up()

@@ -180,21 +180,24 @@ class Needs:
 
 
 def _lacks(caps: EngineCaps, needs: Needs) -> tuple[str, str] | None:
-    """(message, field) of the first thing `caps` cannot do for `needs`."""
+    """(message, field of the first problem) of what `caps` cannot do for `needs`; None: all."""
     if caps.error:
         return f"{caps.describe()}", ""
+    problems: list[tuple[str, str]] = []
     for kind, where in needs.formulations.items():
         missing = caps.missing(kind)
         if missing:
-            return f"formulation {kind} ({where}) needs {missing}", where
+            problems.append((f"formulation {kind} ({where}) needs {missing}", where))
     if caps.name == "ngen":
         if needs.ranks > 1 and not caps.mpi:
-            return f"{needs.ranks} ranks need NGEN_WITH_MPI=ON", "spec.cpu_count"
+            problems.append((f"{needs.ranks} ranks need NGEN_WITH_MPI=ON", "spec.cpu_count"))
         if needs.netcdf_forcing and not caps.netcdf:
-            return "NetCDF forcing needs NGEN_WITH_NETCDF=ON", needs.netcdf_forcing
+            problems.append(("NetCDF forcing needs NGEN_WITH_NETCDF=ON", needs.netcdf_forcing))
         if needs.geopackage and not caps.sqlite:
-            return "a GeoPackage hydrofabric needs NGEN_WITH_SQLITE=ON", "spec.hydrofabric_dataset"
-    return None
+            problems.append(("a GeoPackage hydrofabric needs NGEN_WITH_SQLITE=ON", "spec.hydrofabric_dataset"))
+    if not problems:
+        return None
+    return ", ".join(m for m, _ in problems), problems[0][1]
 
 
 def choose_engine(requested: str, needs: Needs, ngen: EngineCaps | None) -> EngineCaps:
