@@ -650,6 +650,94 @@ class UploadObjectResponse(_message.Message):
 Global___UploadObjectResponse: _TypeAlias = UploadObjectResponse  # noqa: Y015
 
 @_typing.final
+class UploadObjectsHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Relative, normalized, no "..", no NUL, at most 1024 bytes; unique within the call."""
+    size_bytes: _builtins.int
+    """Exact size; the chunks that follow this header carry exactly this many bytes
+    (none for an empty object). At most 16 MiB: larger objects use UploadObject.
+    """
+    sha256: _builtins.str
+    """Required hex SHA-256 of the object; the server rejects a mismatch."""
+    content_type: _builtins.str
+    """Default: guessed from the path."""
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "path", b"path", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadObjectsHeader: _TypeAlias = UploadObjectsHeader  # noqa: Y015
+
+@_typing.final
+class UploadObjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """First message only: the dataset (datasets/{id}) every object of the call goes to."""
+    chunk: _builtins.bytes
+    """Bytes of the current object, at most 1 MiB per message."""
+    @_builtins.property
+    def header(self) -> Global___UploadObjectsHeader:
+        """Starts the next object."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        header: Global___UploadObjectsHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "parent", b"parent", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "parent", b"parent", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["parent", "header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___UploadObjectsRequest: _TypeAlias = UploadObjectsRequest  # noqa: Y015
+
+@_typing.final
+class UploadObjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def objects(self) -> _containers.RepeatedCompositeFieldContainer[Global___DataObject]:
+        """The stored objects, in the order their headers were sent."""
+
+    def __init__(
+        self,
+        *,
+        objects: _abc.Iterable[Global___DataObject] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["objects", b"objects"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadObjectsResponse: _TypeAlias = UploadObjectsResponse  # noqa: Y015
+
+@_typing.final
 class QueryUploadStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

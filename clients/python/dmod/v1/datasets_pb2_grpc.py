@@ -80,6 +80,11 @@ class DatasetServiceStub:
                 request_serializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectRequest.SerializeToString,
                 response_deserializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectResponse.FromString,
                 _registered_method=True)
+        self.UploadObjects = channel.stream_unary(
+                '/dmod.v1.DatasetService/UploadObjects',
+                request_serializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectsRequest.SerializeToString,
+                response_deserializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectsResponse.FromString,
+                _registered_method=True)
         self.QueryUploadStatus = channel.unary_unary(
                 '/dmod.v1.DatasetService/QueryUploadStatus',
                 request_serializer=dmod_dot_v1_dot_datasets__pb2.QueryUploadStatusRequest.SerializeToString,
@@ -177,6 +182,14 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadObjects(self, request_iterator, context):
+        """Many small objects in one stream, committed together: all of them become visible, or none.
+        First message: parent; then per object a header followed by its chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def QueryUploadStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -268,6 +281,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.UploadObject,
                     request_deserializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectRequest.FromString,
                     response_serializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectResponse.SerializeToString,
+            ),
+            'UploadObjects': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadObjects,
+                    request_deserializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectsRequest.FromString,
+                    response_serializer=dmod_dot_v1_dot_datasets__pb2.UploadObjectsResponse.SerializeToString,
             ),
             'QueryUploadStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.QueryUploadStatus,
@@ -549,6 +567,33 @@ class DatasetService:
             '/dmod.v1.DatasetService/UploadObject',
             dmod_dot_v1_dot_datasets__pb2.UploadObjectRequest.SerializeToString,
             dmod_dot_v1_dot_datasets__pb2.UploadObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadObjects(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/dmod.v1.DatasetService/UploadObjects',
+            dmod_dot_v1_dot_datasets__pb2.UploadObjectsRequest.SerializeToString,
+            dmod_dot_v1_dot_datasets__pb2.UploadObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,10 @@ class DatasetServiceStub:
     DeleteObject: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.DeleteObjectRequest, _datasets_pb2.DeleteObjectResponse]
     UploadObject: _grpc.StreamUnaryMultiCallable[_datasets_pb2.UploadObjectRequest, _datasets_pb2.UploadObjectResponse]
     """First message: metadata; then chunks of at most 1 MiB."""
+    UploadObjects: _grpc.StreamUnaryMultiCallable[_datasets_pb2.UploadObjectsRequest, _datasets_pb2.UploadObjectsResponse]
+    """Many small objects in one stream, committed together: all of them become visible, or none.
+    First message: parent; then per object a header followed by its chunks.
+    """
     QueryUploadStatus: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.QueryUploadStatusRequest, _datasets_pb2.QueryUploadStatusResponse]
     DownloadObject: _grpc.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectRequest, _datasets_pb2.DownloadObjectResponse]
     CreateUploadUrl: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.CreateUploadUrlRequest, _datasets_pb2.CreateUploadUrlResponse]
@@ -70,6 +74,10 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     DeleteObject: _aio.UnaryUnaryMultiCallable[_datasets_pb2.DeleteObjectRequest, _datasets_pb2.DeleteObjectResponse]  # type: ignore[assignment]
     UploadObject: _aio.StreamUnaryMultiCallable[_datasets_pb2.UploadObjectRequest, _datasets_pb2.UploadObjectResponse]  # type: ignore[assignment]
     """First message: metadata; then chunks of at most 1 MiB."""
+    UploadObjects: _aio.StreamUnaryMultiCallable[_datasets_pb2.UploadObjectsRequest, _datasets_pb2.UploadObjectsResponse]  # type: ignore[assignment]
+    """Many small objects in one stream, committed together: all of them become visible, or none.
+    First message: parent; then per object a header followed by its chunks.
+    """
     QueryUploadStatus: _aio.UnaryUnaryMultiCallable[_datasets_pb2.QueryUploadStatusRequest, _datasets_pb2.QueryUploadStatusResponse]  # type: ignore[assignment]
     DownloadObject: _aio.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectRequest, _datasets_pb2.DownloadObjectResponse]  # type: ignore[assignment]
     CreateUploadUrl: _aio.UnaryUnaryMultiCallable[_datasets_pb2.CreateUploadUrlRequest, _datasets_pb2.CreateUploadUrlResponse]  # type: ignore[assignment]
@@ -147,6 +155,16 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_datasets_pb2.UploadObjectResponse, _abc.Awaitable[_datasets_pb2.UploadObjectResponse]]:
         """First message: metadata; then chunks of at most 1 MiB."""
+
+    @_abc_1.abstractmethod
+    def UploadObjects(
+        self,
+        request_iterator: _MaybeAsyncIterator[_datasets_pb2.UploadObjectsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.UploadObjectsResponse, _abc.Awaitable[_datasets_pb2.UploadObjectsResponse]]:
+        """Many small objects in one stream, committed together: all of them become visible, or none.
+        First message: parent; then per object a header followed by its chunks.
+        """
 
     @_abc_1.abstractmethod
     def QueryUploadStatus(

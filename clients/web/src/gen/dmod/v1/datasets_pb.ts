@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dmod/v1/datasets.proto.
  */
 export const file_dmod_v1_datasets: GenFile = /*@__PURE__*/
-  fileDesc("ChZkbW9kL3YxL2RhdGFzZXRzLnByb3RvEgdkbW9kLnYxIpkECgdEYXRhc2V0EgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW93bmVyGAMgASgJEicKCGNhdGVnb3J5GAQgASgOMhUuZG1vZC52MS5EYXRhQ2F0ZWdvcnkSKAoLZGF0YV9mb3JtYXQYBSABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQSHwoGZG9tYWluGAYgASgLMg8uZG1vZC52MS5Eb21haW4SEwoLZGVzY3JpcHRpb24YByABKAkSLAoGbGFiZWxzGAggAygLMhwuZG1vZC52MS5EYXRhc2V0LkxhYmVsc0VudHJ5EiQKBXN0YXRlGAkgASgOMhUuZG1vZC52MS5EYXRhc2V0U3RhdGUSEgoKc2l6ZV9ieXRlcxgKIAEoAxIUCgxvYmplY3RfY291bnQYCyABKAMSFAoMZGVyaXZlZF9mcm9tGAwgAygJEi8KC2NyZWF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJc2VhbF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpMBCgpEYXRhT2JqZWN0EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KFENyZWF0ZURhdGFzZXRSZXF1ZXN0EiEKB2RhdGFzZXQYASABKAsyEC5kbW9kLnYxLkRhdGFzZXQSEgoKcmVxdWVzdF9pZBgCIAEoCSI6ChVDcmVhdGVEYXRhc2V0UmVzcG9uc2USIQoHZGF0YXNldBgBIAEoCzIQLmRtb2QudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjcKEkdldERhdGFzZXRSZXNwb25zZRIhCgdkYXRhc2V0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0Iq0CChNMaXN0RGF0YXNldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKCGNhdGVnb3J5GAMgASgOMhUuZG1vZC52MS5EYXRhQ2F0ZWdvcnkSKAoLZGF0YV9mb3JtYXQYBCABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQSDQoFb3duZXIYBSABKAkSOAoGbGFiZWxzGAYgAygLMiguZG1vZC52MS5MaXN0RGF0YXNldHNSZXF1ZXN0LkxhYmVsc0VudHJ5EiQKBXN0YXRlGAcgASgOMhUuZG1vZC52MS5EYXRhc2V0U3RhdGUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChRMaXN0RGF0YXNldHNSZXNwb25zZRIiCghkYXRhc2V0cxgBIAMoCzIQLmRtb2QudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiagoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIQoHZGF0YXNldBgBIAEoCzIQLmRtb2QudjEuRGF0YXNldBIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siOgoVVXBkYXRlRGF0YXNldFJlc3BvbnNlEiEKB2RhdGFzZXQYASABKAsyEC5kbW9kLnYxLkRhdGFzZXQiMwoURGVsZXRlRGF0YXNldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIXChVEZWxldGVEYXRhc2V0UmVzcG9uc2UiIgoSU2VhbERhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOAoTU2VhbERhdGFzZXRSZXNwb25zZRIhCgdkYXRhc2V0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0IlsKEkxpc3RPYmplY3RzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSDgoGcHJlZml4GAQgASgJIlQKE0xpc3RPYmplY3RzUmVzcG9uc2USJAoHb2JqZWN0cxgBIAMoCzITLmRtb2QudjEuRGF0YU9iamVjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoTRGVsZXRlT2JqZWN0UmVxdWVzdBIMCgRuYW1lGAEgASgJIhYKFERlbGV0ZU9iamVjdFJlc3BvbnNlIosBCg5VcGxvYWRNZXRhZGF0YRIOCgZwYXJlbnQYASABKAkSDAoEcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSEQoJdXBsb2FkX2lkGAYgASgJEg4KBm9mZnNldBgHIAEoAyJ2ChNVcGxvYWRPYmplY3RSZXF1ZXN0EisKCG1ldGFkYXRhGAEgASgLMhcuZG1vZC52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSAASFgoMZmluYWxfc2hhMjU2GAMgASgJSABCCQoHcGF5bG9hZCJnChRVcGxvYWRPYmplY3RSZXNwb25zZRIjCgZvYmplY3QYASABKAsyEy5kbW9kLnYxLkRhdGFPYmplY3QSEQoJdXBsb2FkX2lkGAIgASgJEhcKD2NvbW1pdHRlZF9ieXRlcxgDIAEoAyItChhRdWVyeVVwbG9hZFN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIosBChlRdWVyeVVwbG9hZFN0YXR1c1Jlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZwYXJlbnQYAiABKAkSDAoEcGF0aBgDIAEoCRIXCg9jb21taXR0ZWRfYnl0ZXMYBCABKAMSEgoKc2l6ZV9ieXRlcxgFIAEoAxIQCghjb21wbGV0ZRgGIAEoCCJFChVEb3dubG9hZE9iamVjdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDgoGbGVuZ3RoGAMgASgDIkwKFkRvd25sb2FkT2JqZWN0UmVzcG9uc2USIwoGb2JqZWN0GAEgASgLMhMuZG1vZC52MS5EYXRhT2JqZWN0Eg0KBWNodW5rGAIgASgMInAKFkNyZWF0ZVVwbG9hZFVybFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEgwKBHBhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoAxIOCgZzaGEyNTYYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJImoKF0NyZWF0ZVVwbG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIRCgl1cGxvYWRfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIioKFUZpbmFsaXplVXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiPQoWRmluYWxpemVVcGxvYWRSZXNwb25zZRIjCgZvYmplY3QYASABKAsyEy5kbW9kLnYxLkRhdGFPYmplY3QiKAoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgwKBG5hbWUYASABKAkijgEKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBnNoYTI1NhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoGb2JqZWN0GAQgASgLMhMuZG1vZC52MS5EYXRhT2JqZWN0IkYKFVNlYXJjaERhdGFzZXRzUmVxdWVzdBItCgtyZXF1aXJlbWVudBgBIAEoCzIYLmRtb2QudjEuRGF0YVJlcXVpcmVtZW50IkUKD1NlYXJjaENhbmRpZGF0ZRIPCgdkYXRhc2V0GAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEg8KB3JlYXNvbnMYAyADKAkiZgoWU2VhcmNoRGF0YXNldHNSZXNwb25zZRIeCgRiZXN0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0EiwKCmNhbmRpZGF0ZXMYAiADKAsyGC5kbW9kLnYxLlNlYXJjaENhbmRpZGF0ZSJNChNEZXRlY3REb21haW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKAoLZGF0YV9mb3JtYXQYAiABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQiYQoURGV0ZWN0RG9tYWluUmVzcG9uc2USHwoGZG9tYWluGAEgASgLMg8uZG1vZC52MS5Eb21haW4SKAoLZGF0YV9mb3JtYXQYAiABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQqXwoMRGF0YXNldFN0YXRlEh0KGURBVEFTRVRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJEQVRBU0VUX1NUQVRFX09QRU4QARIYChREQVRBU0VUX1NUQVRFX1NFQUxFRBACMpoKCg5EYXRhc2V0U2VydmljZRJOCg1DcmVhdGVEYXRhc2V0Eh0uZG1vZC52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBoeLmRtb2QudjEuQ3JlYXRlRGF0YXNldFJlc3BvbnNlEkUKCkdldERhdGFzZXQSGi5kbW9kLnYxLkdldERhdGFzZXRSZXF1ZXN0GhsuZG1vZC52MS5HZXREYXRhc2V0UmVzcG9uc2USSwoMTGlzdERhdGFzZXRzEhwuZG1vZC52MS5MaXN0RGF0YXNldHNSZXF1ZXN0Gh0uZG1vZC52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJOCg1VcGRhdGVEYXRhc2V0Eh0uZG1vZC52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBoeLmRtb2QudjEuVXBkYXRlRGF0YXNldFJlc3BvbnNlEk4KDURlbGV0ZURhdGFzZXQSHS5kbW9kLnYxLkRlbGV0ZURhdGFzZXRSZXF1ZXN0Gh4uZG1vZC52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USSAoLU2VhbERhdGFzZXQSGy5kbW9kLnYxLlNlYWxEYXRhc2V0UmVxdWVzdBocLmRtb2QudjEuU2VhbERhdGFzZXRSZXNwb25zZRJICgtMaXN0T2JqZWN0cxIbLmRtb2QudjEuTGlzdE9iamVjdHNSZXF1ZXN0GhwuZG1vZC52MS5MaXN0T2JqZWN0c1Jlc3BvbnNlEksKDERlbGV0ZU9iamVjdBIcLmRtb2QudjEuRGVsZXRlT2JqZWN0UmVxdWVzdBodLmRtb2QudjEuRGVsZXRlT2JqZWN0UmVzcG9uc2USTQoMVXBsb2FkT2JqZWN0EhwuZG1vZC52MS5VcGxvYWRPYmplY3RSZXF1ZXN0Gh0uZG1vZC52MS5VcGxvYWRPYmplY3RSZXNwb25zZSgBEloKEVF1ZXJ5VXBsb2FkU3RhdHVzEiEuZG1vZC52MS5RdWVyeVVwbG9hZFN0YXR1c1JlcXVlc3QaIi5kbW9kLnYxLlF1ZXJ5VXBsb2FkU3RhdHVzUmVzcG9uc2USUwoORG93bmxvYWRPYmplY3QSHi5kbW9kLnYxLkRvd25sb2FkT2JqZWN0UmVxdWVzdBofLmRtb2QudjEuRG93bmxvYWRPYmplY3RSZXNwb25zZTABElQKD0NyZWF0ZVVwbG9hZFVybBIfLmRtb2QudjEuQ3JlYXRlVXBsb2FkVXJsUmVxdWVzdBogLmRtb2QudjEuQ3JlYXRlVXBsb2FkVXJsUmVzcG9uc2USUQoORmluYWxpemVVcGxvYWQSHi5kbW9kLnYxLkZpbmFsaXplVXBsb2FkUmVxdWVzdBofLmRtb2QudjEuRmluYWxpemVVcGxvYWRSZXNwb25zZRJaChFDcmVhdGVEb3dubG9hZFVybBIhLmRtb2QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0GiIuZG1vZC52MS5DcmVhdGVEb3dubG9hZFVybFJlc3BvbnNlElEKDlNlYXJjaERhdGFzZXRzEh4uZG1vZC52MS5TZWFyY2hEYXRhc2V0c1JlcXVlc3QaHy5kbW9kLnYxLlNlYXJjaERhdGFzZXRzUmVzcG9uc2USSwoMRGV0ZWN0RG9tYWluEhwuZG1vZC52MS5EZXRlY3REb21haW5SZXF1ZXN0Gh0uZG1vZC52MS5EZXRlY3REb21haW5SZXNwb25zZWIGcHJvdG8z", [file_dmod_v1_domain, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChZkbW9kL3YxL2RhdGFzZXRzLnByb3RvEgdkbW9kLnYxIpkECgdEYXRhc2V0EgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg0KBW93bmVyGAMgASgJEicKCGNhdGVnb3J5GAQgASgOMhUuZG1vZC52MS5EYXRhQ2F0ZWdvcnkSKAoLZGF0YV9mb3JtYXQYBSABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQSHwoGZG9tYWluGAYgASgLMg8uZG1vZC52MS5Eb21haW4SEwoLZGVzY3JpcHRpb24YByABKAkSLAoGbGFiZWxzGAggAygLMhwuZG1vZC52MS5EYXRhc2V0LkxhYmVsc0VudHJ5EiQKBXN0YXRlGAkgASgOMhUuZG1vZC52MS5EYXRhc2V0U3RhdGUSEgoKc2l6ZV9ieXRlcxgKIAEoAxIUCgxvYmplY3RfY291bnQYCyABKAMSFAoMZGVyaXZlZF9mcm9tGAwgAygJEi8KC2NyZWF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJc2VhbF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpMBCgpEYXRhT2JqZWN0EgwKBG5hbWUYASABKAkSDAoEcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KFENyZWF0ZURhdGFzZXRSZXF1ZXN0EiEKB2RhdGFzZXQYASABKAsyEC5kbW9kLnYxLkRhdGFzZXQSEgoKcmVxdWVzdF9pZBgCIAEoCSI6ChVDcmVhdGVEYXRhc2V0UmVzcG9uc2USIQoHZGF0YXNldBgBIAEoCzIQLmRtb2QudjEuRGF0YXNldCIhChFHZXREYXRhc2V0UmVxdWVzdBIMCgRuYW1lGAEgASgJIjcKEkdldERhdGFzZXRSZXNwb25zZRIhCgdkYXRhc2V0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0Iq0CChNMaXN0RGF0YXNldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKCGNhdGVnb3J5GAMgASgOMhUuZG1vZC52MS5EYXRhQ2F0ZWdvcnkSKAoLZGF0YV9mb3JtYXQYBCABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQSDQoFb3duZXIYBSABKAkSOAoGbGFiZWxzGAYgAygLMiguZG1vZC52MS5MaXN0RGF0YXNldHNSZXF1ZXN0LkxhYmVsc0VudHJ5EiQKBXN0YXRlGAcgASgOMhUuZG1vZC52MS5EYXRhc2V0U3RhdGUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChRMaXN0RGF0YXNldHNSZXNwb25zZRIiCghkYXRhc2V0cxgBIAMoCzIQLmRtb2QudjEuRGF0YXNldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiagoUVXBkYXRlRGF0YXNldFJlcXVlc3QSIQoHZGF0YXNldBgBIAEoCzIQLmRtb2QudjEuRGF0YXNldBIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siOgoVVXBkYXRlRGF0YXNldFJlc3BvbnNlEiEKB2RhdGFzZXQYASABKAsyEC5kbW9kLnYxLkRhdGFzZXQiMwoURGVsZXRlRGF0YXNldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRINCgVmb3JjZRgCIAEoCCIXChVEZWxldGVEYXRhc2V0UmVzcG9uc2UiIgoSU2VhbERhdGFzZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiOAoTU2VhbERhdGFzZXRSZXNwb25zZRIhCgdkYXRhc2V0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0IlsKEkxpc3RPYmplY3RzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSDgoGcHJlZml4GAQgASgJIlQKE0xpc3RPYmplY3RzUmVzcG9uc2USJAoHb2JqZWN0cxgBIAMoCzITLmRtb2QudjEuRGF0YU9iamVjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIwoTRGVsZXRlT2JqZWN0UmVxdWVzdBIMCgRuYW1lGAEgASgJIhYKFERlbGV0ZU9iamVjdFJlc3BvbnNlIosBCg5VcGxvYWRNZXRhZGF0YRIOCgZwYXJlbnQYASABKAkSDAoEcGF0aBgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEg4KBnNoYTI1NhgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSEQoJdXBsb2FkX2lkGAYgASgJEg4KBm9mZnNldBgHIAEoAyJ2ChNVcGxvYWRPYmplY3RSZXF1ZXN0EisKCG1ldGFkYXRhGAEgASgLMhcuZG1vZC52MS5VcGxvYWRNZXRhZGF0YUgAEg8KBWNodW5rGAIgASgMSAASFgoMZmluYWxfc2hhMjU2GAMgASgJSABCCQoHcGF5bG9hZCJnChRVcGxvYWRPYmplY3RSZXNwb25zZRIjCgZvYmplY3QYASABKAsyEy5kbW9kLnYxLkRhdGFPYmplY3QSEQoJdXBsb2FkX2lkGAIgASgJEhcKD2NvbW1pdHRlZF9ieXRlcxgDIAEoAyJdChNVcGxvYWRPYmplY3RzSGVhZGVyEgwKBHBhdGgYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoAxIOCgZzaGEyNTYYAyABKAkSFAoMY29udGVudF90eXBlGAQgASgJInQKFFVwbG9hZE9iamVjdHNSZXF1ZXN0EhAKBnBhcmVudBgBIAEoCUgAEi4KBmhlYWRlchgCIAEoCzIcLmRtb2QudjEuVXBsb2FkT2JqZWN0c0hlYWRlckgAEg8KBWNodW5rGAMgASgMSABCCQoHcGF5bG9hZCI9ChVVcGxvYWRPYmplY3RzUmVzcG9uc2USJAoHb2JqZWN0cxgBIAMoCzITLmRtb2QudjEuRGF0YU9iamVjdCItChhRdWVyeVVwbG9hZFN0YXR1c1JlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIosBChlRdWVyeVVwbG9hZFN0YXR1c1Jlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZwYXJlbnQYAiABKAkSDAoEcGF0aBgDIAEoCRIXCg9jb21taXR0ZWRfYnl0ZXMYBCABKAMSEgoKc2l6ZV9ieXRlcxgFIAEoAxIQCghjb21wbGV0ZRgGIAEoCCJFChVEb3dubG9hZE9iamVjdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZvZmZzZXQYAiABKAMSDgoGbGVuZ3RoGAMgASgDIkwKFkRvd25sb2FkT2JqZWN0UmVzcG9uc2USIwoGb2JqZWN0GAEgASgLMhMuZG1vZC52MS5EYXRhT2JqZWN0Eg0KBWNodW5rGAIgASgMInAKFkNyZWF0ZVVwbG9hZFVybFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEgwKBHBhdGgYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoAxIOCgZzaGEyNTYYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJImoKF0NyZWF0ZVVwbG9hZFVybFJlc3BvbnNlEgsKA3VybBgBIAEoCRIRCgl1cGxvYWRfaWQYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIioKFUZpbmFsaXplVXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkiPQoWRmluYWxpemVVcGxvYWRSZXNwb25zZRIjCgZvYmplY3QYASABKAsyEy5kbW9kLnYxLkRhdGFPYmplY3QiKAoYQ3JlYXRlRG93bmxvYWRVcmxSZXF1ZXN0EgwKBG5hbWUYASABKAkijgEKGUNyZWF0ZURvd25sb2FkVXJsUmVzcG9uc2USCwoDdXJsGAEgASgJEg4KBnNoYTI1NhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIwoGb2JqZWN0GAQgASgLMhMuZG1vZC52MS5EYXRhT2JqZWN0IkYKFVNlYXJjaERhdGFzZXRzUmVxdWVzdBItCgtyZXF1aXJlbWVudBgBIAEoCzIYLmRtb2QudjEuRGF0YVJlcXVpcmVtZW50IkUKD1NlYXJjaENhbmRpZGF0ZRIPCgdkYXRhc2V0GAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEg8KB3JlYXNvbnMYAyADKAkiZgoWU2VhcmNoRGF0YXNldHNSZXNwb25zZRIeCgRiZXN0GAEgASgLMhAuZG1vZC52MS5EYXRhc2V0EiwKCmNhbmRpZGF0ZXMYAiADKAsyGC5kbW9kLnYxLlNlYXJjaENhbmRpZGF0ZSJNChNEZXRlY3REb21haW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSKAoLZGF0YV9mb3JtYXQYAiABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQiYQoURGV0ZWN0RG9tYWluUmVzcG9uc2USHwoGZG9tYWluGAEgASgLMg8uZG1vZC52MS5Eb21haW4SKAoLZGF0YV9mb3JtYXQYAiABKA4yEy5kbW9kLnYxLkRhdGFGb3JtYXQqXwoMRGF0YXNldFN0YXRlEh0KGURBVEFTRVRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJEQVRBU0VUX1NUQVRFX09QRU4QARIYChREQVRBU0VUX1NUQVRFX1NFQUxFRBACMuwKCg5EYXRhc2V0U2VydmljZRJOCg1DcmVhdGVEYXRhc2V0Eh0uZG1vZC52MS5DcmVhdGVEYXRhc2V0UmVxdWVzdBoeLmRtb2QudjEuQ3JlYXRlRGF0YXNldFJlc3BvbnNlEkUKCkdldERhdGFzZXQSGi5kbW9kLnYxLkdldERhdGFzZXRSZXF1ZXN0GhsuZG1vZC52MS5HZXREYXRhc2V0UmVzcG9uc2USSwoMTGlzdERhdGFzZXRzEhwuZG1vZC52MS5MaXN0RGF0YXNldHNSZXF1ZXN0Gh0uZG1vZC52MS5MaXN0RGF0YXNldHNSZXNwb25zZRJOCg1VcGRhdGVEYXRhc2V0Eh0uZG1vZC52MS5VcGRhdGVEYXRhc2V0UmVxdWVzdBoeLmRtb2QudjEuVXBkYXRlRGF0YXNldFJlc3BvbnNlEk4KDURlbGV0ZURhdGFzZXQSHS5kbW9kLnYxLkRlbGV0ZURhdGFzZXRSZXF1ZXN0Gh4uZG1vZC52MS5EZWxldGVEYXRhc2V0UmVzcG9uc2USSAoLU2VhbERhdGFzZXQSGy5kbW9kLnYxLlNlYWxEYXRhc2V0UmVxdWVzdBocLmRtb2QudjEuU2VhbERhdGFzZXRSZXNwb25zZRJICgtMaXN0T2JqZWN0cxIbLmRtb2QudjEuTGlzdE9iamVjdHNSZXF1ZXN0GhwuZG1vZC52MS5MaXN0T2JqZWN0c1Jlc3BvbnNlEksKDERlbGV0ZU9iamVjdBIcLmRtb2QudjEuRGVsZXRlT2JqZWN0UmVxdWVzdBodLmRtb2QudjEuRGVsZXRlT2JqZWN0UmVzcG9uc2USTQoMVXBsb2FkT2JqZWN0EhwuZG1vZC52MS5VcGxvYWRPYmplY3RSZXF1ZXN0Gh0uZG1vZC52MS5VcGxvYWRPYmplY3RSZXNwb25zZSgBElAKDVVwbG9hZE9iamVjdHMSHS5kbW9kLnYxLlVwbG9hZE9iamVjdHNSZXF1ZXN0Gh4uZG1vZC52MS5VcGxvYWRPYmplY3RzUmVzcG9uc2UoARJaChFRdWVyeVVwbG9hZFN0YXR1cxIhLmRtb2QudjEuUXVlcnlVcGxvYWRTdGF0dXNSZXF1ZXN0GiIuZG1vZC52MS5RdWVyeVVwbG9hZFN0YXR1c1Jlc3BvbnNlElMKDkRvd25sb2FkT2JqZWN0Eh4uZG1vZC52MS5Eb3dubG9hZE9iamVjdFJlcXVlc3QaHy5kbW9kLnYxLkRvd25sb2FkT2JqZWN0UmVzcG9uc2UwARJUCg9DcmVhdGVVcGxvYWRVcmwSHy5kbW9kLnYxLkNyZWF0ZVVwbG9hZFVybFJlcXVlc3QaIC5kbW9kLnYxLkNyZWF0ZVVwbG9hZFVybFJlc3BvbnNlElEKDkZpbmFsaXplVXBsb2FkEh4uZG1vZC52MS5GaW5hbGl6ZVVwbG9hZFJlcXVlc3QaHy5kbW9kLnYxLkZpbmFsaXplVXBsb2FkUmVzcG9uc2USWgoRQ3JlYXRlRG93bmxvYWRVcmwSIS5kbW9kLnYxLkNyZWF0ZURvd25sb2FkVXJsUmVxdWVzdBoiLmRtb2QudjEuQ3JlYXRlRG93bmxvYWRVcmxSZXNwb25zZRJRCg5TZWFyY2hEYXRhc2V0cxIeLmRtb2QudjEuU2VhcmNoRGF0YXNldHNSZXF1ZXN0Gh8uZG1vZC52MS5TZWFyY2hEYXRhc2V0c1Jlc3BvbnNlEksKDERldGVjdERvbWFpbhIcLmRtb2QudjEuRGV0ZWN0RG9tYWluUmVxdWVzdBodLmRtb2QudjEuRGV0ZWN0RG9tYWluUmVzcG9uc2ViBnByb3RvMw", [file_dmod_v1_domain, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message dmod.v1.Dataset
@@ -634,6 +634,107 @@ export const UploadObjectResponseSchema: GenMessage<UploadObjectResponse> = /*@_
   messageDesc(file_dmod_v1_datasets, 20);
 
 /**
+ * @generated from message dmod.v1.UploadObjectsHeader
+ */
+export type UploadObjectsHeader = Message<"dmod.v1.UploadObjectsHeader"> & {
+  /**
+   * Relative, normalized, no "..", no NUL, at most 1024 bytes; unique within the call.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * Exact size; the chunks that follow this header carry exactly this many bytes
+   * (none for an empty object). At most 16 MiB: larger objects use UploadObject.
+   *
+   * @generated from field: int64 size_bytes = 2;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Required hex SHA-256 of the object; the server rejects a mismatch.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+
+  /**
+   * Default: guessed from the path.
+   *
+   * @generated from field: string content_type = 4;
+   */
+  contentType: string;
+};
+
+/**
+ * Describes the message dmod.v1.UploadObjectsHeader.
+ * Use `create(UploadObjectsHeaderSchema)` to create a new message.
+ */
+export const UploadObjectsHeaderSchema: GenMessage<UploadObjectsHeader> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_datasets, 21);
+
+/**
+ * @generated from message dmod.v1.UploadObjectsRequest
+ */
+export type UploadObjectsRequest = Message<"dmod.v1.UploadObjectsRequest"> & {
+  /**
+   * @generated from oneof dmod.v1.UploadObjectsRequest.payload
+   */
+  payload: {
+    /**
+     * First message only: the dataset (datasets/{id}) every object of the call goes to.
+     *
+     * @generated from field: string parent = 1;
+     */
+    value: string;
+    case: "parent";
+  } | {
+    /**
+     * Starts the next object.
+     *
+     * @generated from field: dmod.v1.UploadObjectsHeader header = 2;
+     */
+    value: UploadObjectsHeader;
+    case: "header";
+  } | {
+    /**
+     * Bytes of the current object, at most 1 MiB per message.
+     *
+     * @generated from field: bytes chunk = 3;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message dmod.v1.UploadObjectsRequest.
+ * Use `create(UploadObjectsRequestSchema)` to create a new message.
+ */
+export const UploadObjectsRequestSchema: GenMessage<UploadObjectsRequest> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_datasets, 22);
+
+/**
+ * @generated from message dmod.v1.UploadObjectsResponse
+ */
+export type UploadObjectsResponse = Message<"dmod.v1.UploadObjectsResponse"> & {
+  /**
+   * The stored objects, in the order their headers were sent.
+   *
+   * @generated from field: repeated dmod.v1.DataObject objects = 1;
+   */
+  objects: DataObject[];
+};
+
+/**
+ * Describes the message dmod.v1.UploadObjectsResponse.
+ * Use `create(UploadObjectsResponseSchema)` to create a new message.
+ */
+export const UploadObjectsResponseSchema: GenMessage<UploadObjectsResponse> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_datasets, 23);
+
+/**
  * @generated from message dmod.v1.QueryUploadStatusRequest
  */
 export type QueryUploadStatusRequest = Message<"dmod.v1.QueryUploadStatusRequest"> & {
@@ -648,7 +749,7 @@ export type QueryUploadStatusRequest = Message<"dmod.v1.QueryUploadStatusRequest
  * Use `create(QueryUploadStatusRequestSchema)` to create a new message.
  */
 export const QueryUploadStatusRequestSchema: GenMessage<QueryUploadStatusRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 21);
+  messageDesc(file_dmod_v1_datasets, 24);
 
 /**
  * @generated from message dmod.v1.QueryUploadStatusResponse
@@ -690,7 +791,7 @@ export type QueryUploadStatusResponse = Message<"dmod.v1.QueryUploadStatusRespon
  * Use `create(QueryUploadStatusResponseSchema)` to create a new message.
  */
 export const QueryUploadStatusResponseSchema: GenMessage<QueryUploadStatusResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 22);
+  messageDesc(file_dmod_v1_datasets, 25);
 
 /**
  * @generated from message dmod.v1.DownloadObjectRequest
@@ -721,7 +822,7 @@ export type DownloadObjectRequest = Message<"dmod.v1.DownloadObjectRequest"> & {
  * Use `create(DownloadObjectRequestSchema)` to create a new message.
  */
 export const DownloadObjectRequestSchema: GenMessage<DownloadObjectRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 23);
+  messageDesc(file_dmod_v1_datasets, 26);
 
 /**
  * @generated from message dmod.v1.DownloadObjectResponse
@@ -745,7 +846,7 @@ export type DownloadObjectResponse = Message<"dmod.v1.DownloadObjectResponse"> &
  * Use `create(DownloadObjectResponseSchema)` to create a new message.
  */
 export const DownloadObjectResponseSchema: GenMessage<DownloadObjectResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 24);
+  messageDesc(file_dmod_v1_datasets, 27);
 
 /**
  * @generated from message dmod.v1.CreateUploadUrlRequest
@@ -784,7 +885,7 @@ export type CreateUploadUrlRequest = Message<"dmod.v1.CreateUploadUrlRequest"> &
  * Use `create(CreateUploadUrlRequestSchema)` to create a new message.
  */
 export const CreateUploadUrlRequestSchema: GenMessage<CreateUploadUrlRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 25);
+  messageDesc(file_dmod_v1_datasets, 28);
 
 /**
  * @generated from message dmod.v1.CreateUploadUrlResponse
@@ -811,7 +912,7 @@ export type CreateUploadUrlResponse = Message<"dmod.v1.CreateUploadUrlResponse">
  * Use `create(CreateUploadUrlResponseSchema)` to create a new message.
  */
 export const CreateUploadUrlResponseSchema: GenMessage<CreateUploadUrlResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 26);
+  messageDesc(file_dmod_v1_datasets, 29);
 
 /**
  * @generated from message dmod.v1.FinalizeUploadRequest
@@ -828,7 +929,7 @@ export type FinalizeUploadRequest = Message<"dmod.v1.FinalizeUploadRequest"> & {
  * Use `create(FinalizeUploadRequestSchema)` to create a new message.
  */
 export const FinalizeUploadRequestSchema: GenMessage<FinalizeUploadRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 27);
+  messageDesc(file_dmod_v1_datasets, 30);
 
 /**
  * @generated from message dmod.v1.FinalizeUploadResponse
@@ -845,7 +946,7 @@ export type FinalizeUploadResponse = Message<"dmod.v1.FinalizeUploadResponse"> &
  * Use `create(FinalizeUploadResponseSchema)` to create a new message.
  */
 export const FinalizeUploadResponseSchema: GenMessage<FinalizeUploadResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 28);
+  messageDesc(file_dmod_v1_datasets, 31);
 
 /**
  * @generated from message dmod.v1.CreateDownloadUrlRequest
@@ -862,7 +963,7 @@ export type CreateDownloadUrlRequest = Message<"dmod.v1.CreateDownloadUrlRequest
  * Use `create(CreateDownloadUrlRequestSchema)` to create a new message.
  */
 export const CreateDownloadUrlRequestSchema: GenMessage<CreateDownloadUrlRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 29);
+  messageDesc(file_dmod_v1_datasets, 32);
 
 /**
  * @generated from message dmod.v1.CreateDownloadUrlResponse
@@ -896,7 +997,7 @@ export type CreateDownloadUrlResponse = Message<"dmod.v1.CreateDownloadUrlRespon
  * Use `create(CreateDownloadUrlResponseSchema)` to create a new message.
  */
 export const CreateDownloadUrlResponseSchema: GenMessage<CreateDownloadUrlResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 30);
+  messageDesc(file_dmod_v1_datasets, 33);
 
 /**
  * @generated from message dmod.v1.SearchDatasetsRequest
@@ -913,7 +1014,7 @@ export type SearchDatasetsRequest = Message<"dmod.v1.SearchDatasetsRequest"> & {
  * Use `create(SearchDatasetsRequestSchema)` to create a new message.
  */
 export const SearchDatasetsRequestSchema: GenMessage<SearchDatasetsRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 31);
+  messageDesc(file_dmod_v1_datasets, 34);
 
 /**
  * @generated from message dmod.v1.SearchCandidate
@@ -940,7 +1041,7 @@ export type SearchCandidate = Message<"dmod.v1.SearchCandidate"> & {
  * Use `create(SearchCandidateSchema)` to create a new message.
  */
 export const SearchCandidateSchema: GenMessage<SearchCandidate> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 32);
+  messageDesc(file_dmod_v1_datasets, 35);
 
 /**
  * @generated from message dmod.v1.SearchDatasetsResponse
@@ -964,7 +1065,7 @@ export type SearchDatasetsResponse = Message<"dmod.v1.SearchDatasetsResponse"> &
  * Use `create(SearchDatasetsResponseSchema)` to create a new message.
  */
 export const SearchDatasetsResponseSchema: GenMessage<SearchDatasetsResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 33);
+  messageDesc(file_dmod_v1_datasets, 36);
 
 /**
  * @generated from message dmod.v1.DetectDomainRequest
@@ -990,7 +1091,7 @@ export type DetectDomainRequest = Message<"dmod.v1.DetectDomainRequest"> & {
  * Use `create(DetectDomainRequestSchema)` to create a new message.
  */
 export const DetectDomainRequestSchema: GenMessage<DetectDomainRequest> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 34);
+  messageDesc(file_dmod_v1_datasets, 37);
 
 /**
  * @generated from message dmod.v1.DetectDomainResponse
@@ -1012,7 +1113,7 @@ export type DetectDomainResponse = Message<"dmod.v1.DetectDomainResponse"> & {
  * Use `create(DetectDomainResponseSchema)` to create a new message.
  */
 export const DetectDomainResponseSchema: GenMessage<DetectDomainResponse> = /*@__PURE__*/
-  messageDesc(file_dmod_v1_datasets, 35);
+  messageDesc(file_dmod_v1_datasets, 38);
 
 /**
  * @generated from enum dmod.v1.DatasetState
@@ -1121,6 +1222,17 @@ export const DatasetService: GenService<{
     methodKind: "client_streaming";
     input: typeof UploadObjectRequestSchema;
     output: typeof UploadObjectResponseSchema;
+  },
+  /**
+   * Many small objects in one stream, committed together: all of them become visible, or none.
+   * First message: parent; then per object a header followed by its chunks.
+   *
+   * @generated from rpc dmod.v1.DatasetService.UploadObjects
+   */
+  uploadObjects: {
+    methodKind: "client_streaming";
+    input: typeof UploadObjectsRequestSchema;
+    output: typeof UploadObjectsResponseSchema;
   },
   /**
    * @generated from rpc dmod.v1.DatasetService.QueryUploadStatus
