@@ -216,6 +216,9 @@ def _validate(cfg: CfeConfig) -> None:
                                "supported by the embedded CFE")
     nash = v.get("nash_storage")
     if isinstance(nash, list) and len(nash) >= 2:
+        if len(nash) > MAX_NASH:
+            raise ModelConfigError(f"{where}: key nash_storage has {len(nash)} values; CFE allows at most "
+                                   f"{MAX_NASH} Nash reservoirs")
         v["N_nash"] = len(nash)  # as in CFE: the storage list sets the reservoir count
     else:
         v.pop("nash_storage", None)  # fewer than 2 values: ignored, reservoirs start empty
