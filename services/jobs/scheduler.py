@@ -531,9 +531,12 @@ class Scheduler:
         if elapsed < limit:
             self.kick_later(row["id"], limit - elapsed + 0.05)
             return False
-        await self._stop_worker(row)
-        new = await self._transition(row, states.FAILED, reason="TIMEOUT",
-                                     message=f"the job ran longer than its timeout of {limit:g}s")
+        # Decide first, stop after: the worker's exit report (SIGTERM) then finds the job no longer
+        # RUNNING and cannot turn the timeout into a failure of its own. CANCELLING keeps the
+        # allocation until the worker is gone; `_cancel` ends the job FAILED(TIMEOUT).
+        new = await self._transition(row, states.CANCELLING, reason="TIMEOUT",
+                                     message=f"the job ran longer than its timeout of {limit:g}s "
+                                             f"({elapsed:.1f}s); stopping the worker")
         return new if new is not None else True
 
     async def _stop_worker(self, row) -> None:
@@ -586,6 +589,13 @@ class Scheduler:
 
     async def _cancel(self, row) -> bool:
         await self._stop_worker(row)
-        new = await self._transition(row, states.CANCELLED, reason="CANCELLED", message="cancelled; worker stopped, "
-                                     "resources released")
+        if row["state_reason"] == "TIMEOUT":  # stopped by `_running`: the job failed, nobody cancelled it
+            spec = jobs_pb2.JobSpec.FromString(row["spec"])
+            limit = spec.timeout.ToNanoseconds() / 1e9
+            new = await self._transition(row, states.FAILED, reason="TIMEOUT",
+                                         message=f"the job ran longer than its timeout of {limit:g}s; worker "
+                                                 f"stopped, resources released")
+        else:
+            new = await self._transition(row, states.CANCELLED, reason="CANCELLED",
+                                         message="cancelled; worker stopped, resources released")
         return new if new is not None else True

@@ -4,6 +4,7 @@
             -> FINALIZING -> SUCCEEDED
     (any non-terminal) -> FAILED(reason)          (any non-terminal) -> CANCELLING -> CANCELLED
     STARTING/RUNNING -> QUEUED                    automatic retry of a transient failure
+    RUNNING -> CANCELLING(TIMEOUT) -> FAILED(TIMEOUT)   past JobSpec.timeout: decided, then the worker stopped
     FAILED/CANCELLED -> PENDING                   RetryJob: a new attempt, history kept
 """
 from __future__ import annotations
