@@ -19,7 +19,7 @@ import pytest
 from dmod.services.worker.models.array_bmi import ModelConfigError
 from dmod.services.worker.models.cfe import CFE
 from dmod.services.worker.models.cfe_config import KNOWN_KEYS, looks_like_cfe_config, read_cfe_config
-from dmod.services.worker.models.pet_owp import OwpPET, read_pet_config
+from dmod.services.worker.models.pet_owp import read_pet_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
