@@ -180,7 +180,7 @@ def _worker(case: Path, workdir: Path, ranks: int, **env) -> tuple[int, str, dic
         run_env.pop("DMOD_MPIEXEC", None)
     out = subprocess.run([sys.executable, "-m", "dmod.services.worker", "run", "--spec", str(case / "spec.json"),
                           "--engine", "ngen", "--ranks", str(ranks), "--workdir", str(workdir)],
-                         capture_output=True, text=True, env=run_env, timeout=300)
+                         check=False, capture_output=True, text=True, env=run_env, timeout=300)
     return out.returncode, out.stdout + out.stderr, json.loads((workdir / "exit.json").read_text())
 
 
@@ -190,7 +190,7 @@ def _outputs(workdir: Path) -> dict[str, bytes]:
 
 @needs_ngen
 def test_two_ngen_ranks_under_the_matching_launcher(ngen_case, tmp_path):
-    code, log, exit_ = _worker(ngen_case, tmp_path / "two", 2)
+    code, log, _ = _worker(ngen_case, tmp_path / "two", 2)
     assert code == 0, log[-3000:]
     assert "[dmod] rank 0 of 2 (Open MPI)" in log and "[dmod] rank 1 of 2 (Open MPI)" in log
     code, log1, _ = _worker(ngen_case, tmp_path / "one", 1)

@@ -132,7 +132,7 @@ def _ldd(path: str) -> list[tuple[str, str]]:
     if not tool:
         return []
     try:
-        out = subprocess.run([tool, path], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run([tool, path], check=False, capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     pairs = []
@@ -176,7 +176,7 @@ def binary_mpi(path: str | os.PathLike) -> BinaryMpi:
 def launcher_family(launcher: str) -> str:
     """OPENMPI, MPICH or "" from `launcher --version`."""
     try:
-        out = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=20,
+        out = subprocess.run([launcher, "--version"], check=False, capture_output=True, text=True, timeout=20,
                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return ""
