@@ -7,6 +7,12 @@ LOCAL_ONLY  whole basins (everything draining to one terminal nexus) packed into
 METIS       k-way METIS on the catchment graph with vertex weights (cost per catchment),
             ufactor for ≤ 3 % imbalance, best of a few seeds, then a tree-aware refinement
             that moves whole connected pieces between ranks to remove cut nexuses.
+
+Every method's result then goes through `hang_repair.repair_hang_hazards` (unless
+`repair=False`): ngen hangs when the rank owning a boundary nexus also holds two or more of
+its contributors (see `partition_file.ngen_hang_hazards`), so by default no DMOD partition
+has that pattern. `repair=False` keeps the raw result (DFS_CHUNK then matches ngen's own
+partitionGenerator, hazards included; `stats["ngen_hang_hazards"]` counts them).
 """
 from __future__ import annotations
 
@@ -199,8 +205,14 @@ def cost_weights(net: Network, cost: str | np.ndarray | None) -> np.ndarray | No
     return w
 
 
-def partition(net: Network, n_parts: int, method: str = "METIS", cost=None, **options) -> PartitionResult:
-    """Partition `net` into `n_parts` ranks; returns the ngen partition document and stats."""
+def partition(net: Network, n_parts: int, method: str = "METIS", cost=None, repair: bool = True,
+              **options) -> PartitionResult:
+    """Partition `net` into `n_parts` ranks; returns the ngen partition document and stats.
+
+    repair: remove ngen's hang pattern afterwards (stats `hang_*`); False keeps the method's
+    raw assignment."""
+    from .hang_repair import repair_hang_hazards
+
     method = method.upper()
     if n_parts < 1:
         raise ValueError("n_parts must be ≥ 1")
@@ -214,9 +226,13 @@ def partition(net: Network, n_parts: int, method: str = "METIS", cost=None, **op
         a = metis(net, n_parts, weights, **options)
     else:
         raise ValueError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+    repair_stats: dict = {}
+    if repair and n_parts > 1:
+        a, repair_stats = repair_hang_hazards(net, a, weights, max_imbalance=options.get("max_imbalance", 1.03))
     t1 = time.perf_counter()
     doc = build_document(net, a)
     stats = partition_stats(net, a, weights)
+    stats.update(repair_stats)
     stats.update({"method": method, "partition_seconds": round(t1 - t0, 4),
                   "document_seconds": round(time.perf_counter() - t1, 4)})
     return PartitionResult(method=method, assignment=a, document=doc, stats=stats)

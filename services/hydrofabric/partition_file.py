@@ -62,6 +62,28 @@ def place_sentinels(net: Network, part: np.ndarray, mode: str = "needed") -> np.
     return sr
 
 
+def ngen_hang_hazards(net: Network, part: np.ndarray, sentinel_rank: np.ndarray) -> np.ndarray:
+    """Nexuses ngen (NOAA-OWP/ngen 0.3.0, dd04bbcc) hangs on: the rank owning the nexus (its
+    downstream catchment, or its terminal sentinel) holds two or more of its contributing
+    catchments while at least one contributor is on another rank. Measured with the real
+    binary (tests/ngen/test_ngen_hang.py has the table): a receiving nexus re-posts its MPI
+    receive on every local contribution, so with m local contributors the rank consumes m
+    messages per time step and stops at 1/m of the steps; with 0 or 1 local contributor, or
+    any number on the sending side, runs are byte-identical to serial.
+
+    `part` may hold -1 (catchment in no partition); such catchments are ignored."""
+    nx = net.n_nexuses
+    c = np.flatnonzero(net.cat_to_nex >= 0)
+    j = net.cat_to_nex[c]
+    d = net.nex_to_cat[j]
+    rc = part[c]
+    owner = np.where(d >= 0, part[np.maximum(d, 0)], sentinel_rank[j])
+    ok = (owner >= 0) & (rc >= 0)
+    local = np.bincount(j[ok & (rc == owner)], minlength=nx)
+    remote = np.bincount(j[ok & (rc != owner)], minlength=nx)
+    return np.flatnonzero((local >= 2) & (remote >= 1))
+
+
 def _edges(net: Network, a: Assignment):
     """Contribution edges (catchment c → nexus j) with the contributor's and the nexus owner's
     rank; owner = rank of the downstream catchment or sentinel, -1 for an unowned terminal."""
@@ -152,4 +174,5 @@ def partition_stats(net: Network, a: Assignment, weights: np.ndarray | None = No
         "sentinels": int((a.sentinel_rank >= 0).sum()),
         "pieces": n_pieces,
         "terminal_partial_sums": unsent,
+        "ngen_hang_hazards": int(len(ngen_hang_hazards(net, a.part, a.sentinel_rank))),
     }
