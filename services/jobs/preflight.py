@@ -65,13 +65,19 @@ def _dt(ts: Timestamp) -> dt.datetime:
     return ts.ToDatetime(tzinfo=dt.UTC)
 
 
-def _requirement(role: str, spec: jobs_pb2.JobSpec, n_ranks: int) -> domain_pb2.DataRequirement:
+def _requirement(role: str, spec: jobs_pb2.JobSpec, n_ranks: int,
+                 hydrofabric_id: str = "") -> domain_pb2.DataRequirement:
     req = domain_pb2.DataRequirement(category=ROLE_CATEGORY[role])
     if role == "realization":
         req.data_format = domain_pb2.DATA_FORMAT_NGEN_REALIZATION_CONFIG
     if role == "partition":
+        # Only a partitioning made the same way (method, parameters), for as many ranks, of the same
+        # hydrofabric is reused (partitioner/identity.py); hand-made ones are used when named.
+        from dmod.services.partitioner import identity
+
         req.data_format = domain_pb2.DATA_FORMAT_NGEN_PARTITION_CONFIG
-        req.domain.discrete.add(index=domain_pb2.STANDARD_INDEX_LENGTH, values=[str(n_ranks)])
+        method = identity.METHODS.get(spec.partition_method or identity.JOB_DEFAULT_METHOD, "DFS_CHUNK")
+        req.domain.CopyFrom(identity.partition_domain(method, n_ranks, hydrofabric_id, spec.catchment_ids))
     if role == "forcing" and spec.HasField("start_time"):
         req.domain.continuous.add(index=domain_pb2.STANDARD_INDEX_TIME, begin_time=spec.start_time,
                                   end_time=spec.end_time)
@@ -135,12 +141,25 @@ class Preflight:
                         f"{given} is a {domain_pb2.DataCategory.Name(dataset.category)} dataset, "
                         f"not {domain_pb2.DataCategory.Name(ROLE_CATEGORY[role])}", f"spec.{ROLE_FIELD[role]}")
                 result.resolved[role] = given
+                if role == "partition":
+                    from dmod.services.partitioner import identity
+
+                    result.staged["partition_note"] = f"given {given} ({identity.describe(dataset)})"
                 continue
             if role in GIVEN_ONLY or (role == "partition" and n == 1):
                 continue
-            found = await self.ds.search(_requirement(role, spec, n))
+            hf_id = ""
+            if role == "partition":
+                from dmod.services.partitioner import identity
+
+                hf_id = identity.hydrofabric_id_of(await self.ds.get(result.resolved["hydrofabric"]))
+                if not hf_id:
+                    continue  # the hydrofabric's id is unknown: nothing can be proven to match; PARTITIONING makes one
+            found = await self.ds.search(_requirement(role, spec, n, hf_id))
             if found.best.name:
                 result.resolved[role] = found.best.name
+                if role == "partition":
+                    result.staged["partition_note"] = f"reused {found.best.name} ({identity.describe(found.best)})"
                 continue
             if role == "partition":
                 continue  # PARTITIONING makes one
@@ -278,6 +297,7 @@ class Preflight:
                 if not self.spec.partition_dataset:  # a found one that does not fit: make a new one
                     del result.resolved["partition"]
                     result.staged.pop("partition", None)
+                    result.staged.pop("partition_note", None)
                     return simulated
                 text = "; ".join(f"{i.code} {i.id}: {i.message}" for i in errors[:MAX_ERRORS])
                 raise ValidationFailed(f"partition file: {text}", "spec.partition_dataset")
