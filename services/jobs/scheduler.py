@@ -353,8 +353,12 @@ class Scheduler:
             return await self._transition(
                 row, states.PARTITIONING, reason="STAGED", output_dataset=output,
                 message=f"output dataset {output}; partitioning for {spec.cpu_count} ranks") or True
+        staged = json.loads(row["staged"]) if isinstance(row["staged"], str) else dict(row["staged"] or {})
+        note = f"; partition: {staged['partition_note']}" if "partition" in resolved and staged.get("partition_note") \
+            else ""
         return await self._transition(row, states.QUEUED, reason="STAGED", output_dataset=output, queued_time=_now(),
-                                      message=f"output dataset {output}; waiting for {spec.cpu_count} CPU(s)") or True
+                                      message=f"output dataset {output}{note}; waiting for {spec.cpu_count} CPU(s)"
+                                      ) or True
 
     async def _partition(self, row) -> bool:
         spec = jobs_pb2.JobSpec.FromString(row["spec"])

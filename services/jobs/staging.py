@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from dmod.services.jobs.datasets import DatasetError, Datasets
+from dmod.services.partitioner import identity
 from dmod.services.runtime.deadlines import downstream_timeout
 from dmod.services.worker.agent import layout
 from dmod.v1 import datasets_pb2, domain_pb2, jobs_pb2, partitioner_pb2, partitioner_pb2_grpc
@@ -38,22 +39,20 @@ async def create_output(ds: Datasets, job_id: str, spec: jobs_pb2.JobSpec, resol
     return created.name
 
 
-_METHOD = {partitioner_pb2.PARTITION_METHOD_DFS_CHUNK: "DFS_CHUNK",
-           partitioner_pb2.PARTITION_METHOD_LOCAL_ONLY: "LOCAL_ONLY",
-           partitioner_pb2.PARTITION_METHOD_METIS: "METIS"}
+_METHOD = identity.METHODS
 
 
 async def create_partition(channel: grpc.aio.Channel, metadata, ds: Datasets, scratch: Path, job_id: str,
                            spec: jobs_pb2.JobSpec, hydrofabric: str, staged: dict) -> tuple[str, str]:
     """(partition dataset name, how it was made)."""
     n = spec.cpu_count
-    method = spec.partition_method or partitioner_pb2.PARTITION_METHOD_DFS_CHUNK
+    method = spec.partition_method or identity.JOB_DEFAULT_METHOD
     stub = partitioner_pb2_grpc.PartitionerServiceStub(channel)
     try:
         reply = await stub.CreatePartitioning(partitioner_pb2.CreatePartitioningRequest(
             hydrofabric_dataset=hydrofabric, partition_count=n, method=method, catchment_ids=list(spec.catchment_ids),
             request_id=f"job-{job_id}-partition-{n}"), metadata=metadata, timeout=downstream_timeout(600.0))
-        return reply.dataset.name, f"PartitionerService made {reply.dataset.name}"
+        return reply.dataset.name, f"made {reply.dataset.name} ({identity.describe(reply.dataset)}) with PartitionerService"
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
             transient = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -87,11 +86,14 @@ async def _partition_in_process(ds: Datasets, scratch: Path, job_id: str, spec: 
         result = await asyncio.to_thread(partition, network, spec.cpu_count, method)
     except ValueError as exc:
         raise StagingFailed(f"cannot partition into {spec.cpu_count} parts: {exc}", "PARTITIONING_FAILED") from None
+    # Method, parameters, rank count and hydrofabric: what a later job's search must match to reuse it.
+    labels = {"job": job_id, **identity.partition_labels(method, spec.cpu_count, hydrofabric, network.hydrofabric_id,
+                                                          spec.catchment_ids)}
     dataset = datasets_pb2.Dataset(
         display_name=f"job-{job_id}-partition-{spec.cpu_count}", category=domain_pb2.DATA_CATEGORY_CONFIG,
-        data_format=domain_pb2.DATA_FORMAT_NGEN_PARTITION_CONFIG, labels={"job": job_id},
-        description=f"{method} partitioning of {hydrofabric} for {spec.cpu_count} ranks", derived_from=[hydrofabric])
-    dataset.domain.discrete.add(index=domain_pb2.STANDARD_INDEX_LENGTH, values=[str(spec.cpu_count)])
+        data_format=domain_pb2.DATA_FORMAT_NGEN_PARTITION_CONFIG, labels=labels,
+        description=f"{method} partitioning of {hydrofabric} for {spec.cpu_count} ranks", derived_from=[hydrofabric],
+        domain=identity.partition_domain(method, spec.cpu_count, network.hydrofabric_id, spec.catchment_ids))
     created = await ds.create(dataset, request_id=f"job-{job_id}-partition-{spec.cpu_count}")
     if created.state != datasets_pb2.DATASET_STATE_SEALED:
         await ds.upload_bytes(created.name, layout.PARTITION_FILE, json.dumps(result.document).encode())
@@ -99,5 +101,5 @@ async def _partition_in_process(ds: Datasets, scratch: Path, job_id: str, spec: 
             await ds.seal(created.name)
         except DatasetError:
             pass  # an unsealed partition dataset still works; sealing is bookkeeping
-    return created.name, (f"{method} partitioning into {spec.cpu_count} parts made in-process "
-                          f"(PartitionerService unimplemented): {created.name}")
+    return created.name, (f"made {created.name} ({identity.describe(created)}) in-process "
+                          f"(PartitionerService unimplemented)")

@@ -14,11 +14,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from dmod.datasets_client import CONFIG, DatasetsClient, make_domain
+from dmod.datasets_client import CONFIG, DatasetsClient
 from dmod.services.hydrofabric.fetch import NetworkCache, fetch_files
 from dmod.services.hydrofabric.partition import partition
 from dmod.services.hydrofabric.partition_validate import validate_partitioning
 from dmod.services.hydrofabric.restrict import restrict
+from dmod.services.partitioner import identity
 from dmod.services.runtime.app import App
 from dmod.services.runtime.datasets import caller_datasets
 from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, from_downstream
@@ -86,13 +87,16 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
             except ValueError as exc:
                 raise FailedPrecondition(f"cannot partition {request.hydrofabric_dataset}: {exc}",
                                          reason="PARTITIONING_FAILED") from None
-            labels = {"dmod.partition.method": method.lower()}
+            # Method, parameters, rank count and hydrofabric: what a job's search must match to reuse it.
+            labels = identity.partition_labels(method, request.partition_count, request.hydrofabric_dataset,
+                                               net.hydrofabric_id, request.catchment_ids)
             if request.request_id:
                 labels["dmod.partition.request"] = request.request_id
             dataset = await ds.create_dataset(
                 f"partition-{request.partition_count}-{method.lower()}-{uuid.uuid4().hex[:8]}",
                 CONFIG, domain_pb2.DATA_FORMAT_NGEN_PARTITION_CONFIG,
-                domain=make_domain(length=request.partition_count, hydrofabric_id=net.hydrofabric_id),
+                domain=identity.partition_domain(method, request.partition_count, net.hydrofabric_id,
+                                                 request.catchment_ids),
                 description=f"{method} partitioning of {request.hydrofabric_dataset} into {request.partition_count}",
                 derived_from=[request.hydrofabric_dataset], labels=labels,
                 request_id=f"partition:{request.request_id}" if request.request_id else None)
