@@ -1,8 +1,26 @@
 """ValidatePartitioning: check an ngen partition file against a network and a rank count.
 
-ngen reads partition files without checking them; each failure class below was seen to
-segfault, deadlock, abort or silently produce wrong flows. Every issue names the partition
-(by file position = the MPI rank that runs it) and the offending id.
+ngen reads partition files without checking them. With the real binary (NOAA-OWP/ngen 0.3.0,
+dd04bbcc, OpenMPI) these were observed: fewer partitions than ranks → segfault, more → MPI
+abort; partitions out of order or a send entry missing → hang (no rank finishes); a receive
+entry missing → the boundary nexus loses that inflow; a boundary nexus missing from nex-ids →
+its output file missing; a catchment in two partitions → double-counted flow; a terminal nexus
+fed from two ranks without a sentinel → partial sums; and NGEN_REMOTE_NEXUS_HANG (below).
+Every issue names the partition (by file position = the MPI rank that runs it) and the
+offending id.
+
+NGEN_REMOTE_NEXUS_HANG, measured on hand-made hydrofabrics (tests/ngen/test_ngen_hang.py):
+
+    boundary at nexus j (owner = rank of j's downstream catchment or sentinel)     ngen
+    owner holds ≥ 2 contributors, ≥ 1 contributor on another rank                    hangs; outputs
+        (2 local + 1 remote; 3 local + 1 remote; terminal sentinel with 2 local)     stop at 1/m of
+                                                                                     the steps (m local)
+    owner holds 1 contributor, others on 1 or 2 other ranks                          identical to serial
+    owner holds no contributor (2–3 remote, one or two sending ranks; sentinel too)  identical to serial
+    sending rank holds 2 or 3 contributors of a remote nexus                         identical to serial
+
+`engine="ngen"` (default) reports it as an error; `engine="embedded"` as a warning: DMOD's
+embedded engine exchanges one message per (rank, nexus) per step whatever the local count.
 """
 from __future__ import annotations
 
@@ -82,9 +100,17 @@ def _structure(doc, out: _Collector) -> list[dict] | None:
     return parts if ok else None
 
 
-def validate_partitioning(network: Network, partition_json, n_ranks: int) -> list[Issue]:
+ENGINES = ("ngen", "embedded")
+
+
+def validate_partitioning(network: Network, partition_json, n_ranks: int, engine: str = "ngen") -> list[Issue]:
     """All problems with running `partition_json` (path, JSON text or dict) on `n_ranks` MPI
-    ranks over `network`. An empty list means the file is safe to hand to ngen."""
+    ranks over `network`. An empty list means the file is safe to hand to ngen.
+
+    engine: "ngen" (default; the strict target) or "embedded" (DMOD's engine, which is not
+    affected by ngen's receive-side hang, so NGEN_REMOTE_NEXUS_HANG is only a warning)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     out = _Collector()
     try:
         doc = _load(partition_json)
@@ -247,7 +273,7 @@ def validate_partitioning(network: Network, partition_json, n_ranks: int) -> lis
     for (r, j, s) in sorted(exp_send - set(got_send)):
         nid = network.nexus_ids[j]
         out.add("MISSING_SEND", nid, f"partition {r} feeds boundary nexus {nid} owned by partition {s} but has no "
-                f"{SEND} entry for it (ngen would deadlock)")
+                f"{SEND} entry for it (ngen was seen to hang)")
     for (r, j, s) in sorted(set(got_send) - exp_send):
         nid = network.nexus_ids[j]
         out.add("UNEXPECTED_SEND", nid, f"partition {r} sends {nid} to partition {s} but none of its "
@@ -273,6 +299,9 @@ def validate_partitioning(network: Network, partition_json, n_ranks: int) -> lis
             out.add("ASYMMETRIC_CONNECTION", nid, f"partition {r} receives {nid} from partition {s}, which has no "
                     f"matching {SEND} entry to partition {r}")
 
+    # ---- ngen's receive-side hang ---------------------------------------------------------
+    _remote_nexus_hang(network, owner, sent_owner, out, "error" if engine == "ngen" else "warning")
+
     # ---- MPI tags --------------------------------------------------------------------------
     boundary = sorted({j for (_r, j, _s) in exp_send} | {j for (_r, j, _s) in got_send})
     tags: dict[int, str] = {}
@@ -288,3 +317,25 @@ def validate_partitioning(network: Network, partition_json, n_ranks: int) -> lis
         else:
             tags[sp[1]] = nid
     return out.finish()
+
+
+def _remote_nexus_hang(network: Network, owner: np.ndarray, sent_owner: np.ndarray, out: _Collector,
+                       severity: str) -> None:
+    from .partition_file import ngen_hang_hazards
+
+    ptr, cats = network.nexus_upstream
+    for j in ngen_hang_hazards(network, owner, sent_owner).tolist():
+        nid = network.nexus_ids[j]
+        d = network.nex_to_cat[j]
+        r = int(owner[d]) if d >= 0 else int(sent_owner[j])
+        dest = network.catchment_ids[d] if d >= 0 else f"{TERMINAL_SENTINEL}{nid}"
+        up = cats[ptr[j]:ptr[j + 1]]
+        up = up[owner[up] >= 0]
+        local = [network.catchment_ids[c] for c in up[owner[up] == r].tolist()]
+        remote = [f"{network.catchment_ids[c]} (partition {int(owner[c])})" for c in up[owner[up] != r].tolist()]
+        out.add("NGEN_REMOTE_NEXUS_HANG", nid,
+                f"partition {r} owns boundary nexus {nid} (via {dest}) together with {len(local)} of its "
+                f"contributors ({', '.join(local)}) while {', '.join(remote)} feed it from other partitions: "
+                f"ngen re-posts its receive for every local contribution and was seen to hang, its outputs "
+                f"stopping at 1/{len(local)} of the time steps; keep at most one contributor on the owning "
+                "partition or all of them (the embedded engine is not affected)", severity)

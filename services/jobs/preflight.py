@@ -291,7 +291,8 @@ class Preflight:
                 doc = json.loads(raw)
             except ValueError as exc:
                 raise ValidationFailed(f"partition file is not valid JSON: {exc}", "spec.partition_dataset") from None
-            issues = await asyncio.to_thread(validate_partitioning, network, doc, n)
+            issues = await asyncio.to_thread(validate_partitioning, network, doc, n,
+                                             "embedded" if result.engine == "embedded" else "ngen")
             errors = [i for i in issues if i.severity == "error"]
             if errors:
                 if not self.spec.partition_dataset:  # a found one that does not fit: make a new one

@@ -31,7 +31,7 @@ _METHODS = {partitioner_pb2.PARTITION_METHOD_DFS_CHUNK: "DFS_CHUNK",
             partitioner_pb2.PARTITION_METHOD_LOCAL_ONLY: "LOCAL_ONLY",
             partitioner_pb2.PARTITION_METHOD_METIS: "METIS"}
 MAX_PARTS = 65_536
-_PARTITION_REF = re.compile(r"partition #(\d+)")
+_PARTITION_REF = re.compile(r"partition #?(\d+)")
 
 
 def stats_message(stats: dict) -> partitioner_pb2.PartitionStats:
@@ -151,7 +151,7 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
 
 
 def _partition_of(message: str) -> int:
-    """The partition a violation names ("partition #3 ..."), or -1."""
+    """The first partition a violation names ("partition #3 ...", "partition 3 ..."), or -1."""
     found = _PARTITION_REF.search(message)
     return int(found.group(1)) if found else -1
 

@@ -230,7 +230,8 @@ def _check_tags(network, dom: Domain) -> None:
 
 def check_remote_connections(network, dom: Domain, part: dict) -> None:
     """The partition's `remote-connections` must name exactly the exchanges the hydrofabric
-    implies for this rank (ngen deadlocks or loses flow otherwise)."""
+    implies for this rank (with a missing send entry the real ngen hangs; a missing receive
+    entry loses that inflow)."""
     where = f"partitions[{dom.rank}].remote-connections"
     conns = part.get("remote-connections", [])
     if not isinstance(conns, list):

@@ -78,6 +78,8 @@ def validate(
     nexus: Path | None = NEXUS_OPT,
     partition: Path | None = typer.Option(None, "--partition", "-p", help="Also validate this partition file."),
     ranks: int | None = typer.Option(None, "--ranks", "-r", help="MPI ranks the partition file is for."),
+    engine: str = typer.Option("ngen", "--engine", help="Engine the partition file is for: ngen (strict) | "
+                               "embedded (ngen's receive-side hang is then only a warning)."),
     warnings: bool = typer.Option(True, "--warnings/--errors-only"),
     as_json: bool = JSON_OPT,
 ):
@@ -92,7 +94,11 @@ def validate(
         net = load_network(catchments, nexus)
         if ranks is None:
             ranks = len(json.loads(partition.read_text()).get("partitions", []))
-        p_issues = validate_partitioning(net, partition, ranks)
+        try:
+            p_issues = validate_partitioning(net, partition, ranks, engine=engine.lower())
+        except ValueError as e:
+            err.print(f"[red]{e}[/red]")
+            raise typer.Exit(2)
     if not warnings:
         issues = [i for i in issues if i.severity == "error"]
         p_issues = [i for i in p_issues if i.severity == "error"]
@@ -171,6 +177,9 @@ def partition(
     ufactor: int = typer.Option(25, "--ufactor", help="METIS load imbalance allowance (1/1000)."),
     contiguous: bool = typer.Option(True, "--contiguous/--no-contiguous"),
     seed: int = typer.Option(0, "--seed"),
+    repair: bool = typer.Option(True, "--repair/--no-repair", help="Remove ngen's hang pattern (a boundary "
+                                "nexus' owning rank holding ≥ 2 of its contributors); --no-repair keeps the "
+                                "method's raw result (DFS_CHUNK then matches ngen's partitionGenerator)."),
     as_json: bool = JSON_OPT,
 ):
     """Partition a hydrofabric for N MPI ranks and report quality."""
@@ -181,7 +190,7 @@ def partition(
     net = load_network(catchments, nexus)
     opts = {"ufactor": ufactor, "contiguous": contiguous, "seed": seed} if method.upper() == "METIS" else {}
     try:
-        res = run(net, parts, method, cost=cost, **opts)
+        res = run(net, parts, method, cost=cost, repair=repair, **opts)
     except ValueError as e:
         err.print(f"[red]{e}[/red]")
         raise typer.Exit(2)
