@@ -13,15 +13,17 @@ from dmod.services.datasets.catalog import Catalog
 from dmod.services.datasets.detect import DetectionContext, detect_domain
 from dmod.services.datasets.domain_codec import to_proto
 from dmod.services.datasets.transfer import downloads, presign
+from dmod.services.datasets.transfer.batch import Batch
 from dmod.services.datasets.transfer.blobs import Blobs
 from dmod.services.datasets.transfer.uploads import Uploads
-from dmod.services.datasets.transfer.wire import parse_upload_request
+from dmod.services.datasets.transfer.wire import parse_batch_request, parse_upload_request
 from dmod.services.runtime.app import App
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc
 
 
 class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
-    request_parsers: ClassVar = {"UploadObject": parse_upload_request}  # chunks as views, not copies
+    request_parsers: ClassVar = {"UploadObject": parse_upload_request,  # chunks as views, not copies
+                                 "UploadObjects": parse_batch_request}
 
     def __init__(self, app: App, pool, blobs: Blobs):
         self.app, self.pool, self.blobs = app, pool, blobs
@@ -60,6 +62,9 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
 
     async def UploadObject(self, request_iterator, context):
         return await self.uploads.upload(request_iterator, context)
+
+    async def UploadObjects(self, request_iterator, context):
+        return await Batch(self.pool, self.blobs, self.app).run(request_iterator, context)
 
     async def QueryUploadStatus(self, request, context):
         return await self.uploads.status(request)

@@ -57,7 +57,8 @@ def is_missing(exc: BaseException) -> bool:
 
 class _Client(Minio):
     def _build_headers(self, host, headers=None, body=None, creds=None):
-        if body is None or len(body) < UNSIGNED_MIN_BYTES or creds is None:
+        # Buffers are bodies the service hashed itself (parts, batch objects): unsigned at any size.
+        if body is None or creds is None or (len(body) < UNSIGNED_MIN_BYTES and not isinstance(body, Buffers)):
             return super()._build_headers(host, headers, body, creds)
         headers = dict(headers or {})
         headers.update({"Host": host, "User-Agent": self._user_agent, "Content-Length": str(len(body)),
@@ -114,6 +115,13 @@ class Blobs:
     def put_sync(self, key: str, data: bytes, content_type: str) -> None:
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
 
+    def put_buffers_sync(self, key: str, data: Buffers, content_type: str) -> None:
+        """One PUT of bytes the service has hashed itself (sent as they are, unsigned payload)."""
+        if not len(data):
+            self.put_sync(key, b"", content_type)
+            return
+        self.client._put_object(self.bucket, key, data, headers={"Content-Type": content_type})
+
     async def create_multipart(self, key: str, content_type: str) -> str:
         return await self.run(self.client._create_multipart_upload, self.bucket, key,
                               {"Content-Type": content_type})
@@ -152,6 +160,21 @@ class Blobs:
         except S3Error as exc:
             if not is_missing(exc):
                 raise
+
+    async def remove_many(self, keys: list[str]) -> None:
+        """Remove keys with multi-object deletes (up to 1,000 keys per S3 request); raises if
+        any key could not be removed."""
+        from minio.deleteobjects import DeleteObject
+
+        def remove() -> None:
+            for i in range(0, len(keys), 1000):
+                errors = [e for e in self.client.remove_objects(self.bucket, [DeleteObject(k) for k in keys[i:i + 1000]])
+                          if e.code not in _MISSING]
+                if errors:
+                    raise RuntimeError(f"could not remove {len(errors)} keys, e.g. {errors[0].name}: "
+                                       f"{errors[0].code} {errors[0].message}")
+        if keys:
+            await self.run(remove)
 
     async def remove_dataset(self, dataset_id: uuid.UUID, multiparts: list[tuple[str, str]]) -> None:
         """Best effort (the dataset row is already gone): abort its pending multipart uploads and

@@ -35,3 +35,18 @@ def parse_upload_request(raw: bytes):
         if start + length == len(raw):
             return UploadChunk(memoryview(raw)[start:])
     return datasets_pb2.UploadObjectRequest.FromString(raw)
+
+
+_BATCH_CHUNK_TAG = 0x1A  # UploadObjectsRequest.chunk: field 3, wire type 2
+
+
+def parse_batch_request(raw: bytes):
+    """UploadObjectsRequest: chunks as views (like `parse_upload_request`), the rest by protobuf."""
+    if raw[:1] == bytes((_BATCH_CHUNK_TAG,)):
+        try:
+            length, start = read_varint(raw, 1)
+        except (IndexError, ValueError):
+            length, start = -1, 0
+        if start + length == len(raw):
+            return UploadChunk(memoryview(raw)[start:])
+    return datasets_pb2.UploadObjectsRequest.FromString(raw)

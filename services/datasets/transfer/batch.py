@@ -1,0 +1,277 @@
+"""UploadObjects (client stream): many small objects in one call, committed together.
+
+Stream: `parent` first, then per object a header (path, exact size, required SHA-256, content
+type) followed by its chunks (≤ 1 MiB each; none for an empty object). As soon as an object's
+last byte arrives it is hashed and PUT to S3 by a worker thread — up to `PUTS_IN_FLIGHT` per call,
+within a per-call byte budget — while the next objects are received. When the stream ends and
+every PUT has landed, one transaction under the dataset's row lock upserts every object row
+(`commit.commit_batch`). Nothing touches the database per object.
+
+All or nothing: bad input (a path, a size, a checksum), a storage failure, or a dataset sealed
+meanwhile fail the whole call, and none of its objects becomes visible. The call's S3 keys
+(`datasets/{id}/{batch id}/{path}`, private to the call) are removed then; keys that cannot be
+removed are queued for the janitor.
+
+Authorization, path rules and errors are those of UploadObject: the caller must own the dataset
+(or be an admin; a worker token acts as the job's owner), the dataset must be OPEN.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import uuid
+
+from dmod.services.datasets import access, convert, names
+from dmod.services.datasets.transfer import commit as committer
+from dmod.services.datasets.transfer import upload_rows
+from dmod.services.datasets.transfer.blobs import Buffers
+from dmod.services.datasets.transfer.uploads import MAX_CHUNK, content_type_for
+from dmod.services.runtime.errors import DmodError, InvalidArgument, Unavailable
+from dmod.v1 import datasets_pb2
+
+log = logging.getLogger("dmod.datasets.batch")
+
+MAX_OBJECT_BYTES = 16 << 20  # larger objects: UploadObject (multipart, resumable)
+MAX_OBJECTS = 1000  # per call
+PUTS_IN_FLIGHT = 16  # per call
+BYTES_IN_FLIGHT = 64 << 20  # per call: received objects not yet stored
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _field(path: str) -> str:
+    return f"objects/{path}"
+
+
+class _Budget:
+    """At most `count` objects and `size` bytes held at a time (an object larger than the byte
+    budget still passes, alone)."""
+
+    def __init__(self, count: int, size: int):
+        self.count, self.size = count, size
+        self.used_count = self.used_size = 0
+        self.changed = asyncio.Condition()
+
+    async def take(self, n: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.used_count < self.count and (
+                self.used_size + n <= self.size or self.used_count == 0))
+            self.used_count += 1
+            self.used_size += n
+
+    def give(self, n: int) -> None:
+        self.used_count -= 1
+        self.used_size -= n
+
+        async def notify() -> None:
+            async with self.changed:
+                self.changed.notify_all()
+        asyncio.ensure_future(notify())
+
+
+class _Object:
+    __slots__ = ("chunks", "content_type", "digest", "index", "key", "path", "received", "sha256", "size")
+
+    def __init__(self, index: int, path: str, size: int, sha256: str, content_type: str, key: str):
+        self.index, self.path, self.size, self.sha256, self.content_type, self.key = (
+            index, path, size, sha256, content_type, key)
+        self.chunks: list = []
+        self.received = 0
+        self.digest = ""
+
+
+class Batch:
+    """One UploadObjects call."""
+
+    def __init__(self, pool, blobs, app):
+        self.pool, self.blobs, self.app = pool, blobs, app
+        self.batch_id = uuid.uuid4()
+        self.dataset_id: uuid.UUID | None = None
+        self.objects: list[_Object] = []
+        self.paths: set[str] = set()
+        self.tasks: list[asyncio.Future] = []
+        self.stored: list[str] = []  # keys S3 may hold (PUT attempted)
+        self.budget = _Budget(PUTS_IN_FLIGHT, BYTES_IN_FLIGHT)
+        self.failure: BaseException | None = None
+
+    # ---- receiving ---------------------------------------------------------------------------
+    async def run(self, requests, context) -> datasets_pb2.UploadObjectsResponse:
+        try:
+            first = await requests.__anext__()
+        except StopAsyncIteration:
+            raise InvalidArgument(("parent", "the first message must name the dataset")) from None
+        if first.WhichOneof("payload") != "parent":
+            raise InvalidArgument(("parent", "the first message must name the dataset"))
+        self.dataset_id = names.parse_dataset_name(first.parent, "parent")
+        async with self.pool.acquire() as conn:  # fail fast, before any byte is stored
+            dataset = await committer.check_writable(conn, self.dataset_id)
+        access.require_owner(dataset)
+        handed_off = False
+        try:
+            await self.receive(requests)
+            await asyncio.sleep(0)  # a client cancel can end the request stream before it is flagged
+            if context.cancelled():
+                raise asyncio.CancelledError()
+            await self.drain()
+            if self.failure is not None:
+                raise self.failure
+            objects = [(o.path, o.size, o.digest, o.content_type, o.key) for o in self.objects]
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await committer.commit_batch(conn, dataset_id=self.dataset_id, upload_id=self.batch_id,
+                                                    objects=objects)
+            self.stored = []  # committed: the keys are the objects now
+            by_path = {row["path"]: row for row in rows}
+            return datasets_pb2.UploadObjectsResponse(
+                objects=[convert.data_object(by_path[o.path]) for o in self.objects])
+        except asyncio.CancelledError:
+            handed_off = True  # the client went away: clean up once the PUTs in flight land
+            self.app.spawn(self.discard())
+            raise
+        finally:
+            if not handed_off:
+                await self.discard()
+
+    async def receive(self, requests) -> None:
+        current: _Object | None = None
+        async for message in requests:
+            kind = message.WhichOneof("payload")
+            if kind == "chunk":
+                chunk = message.chunk
+                n = len(chunk)
+                if current is None:
+                    raise InvalidArgument(("chunk", "a chunk must follow the header of its object"))
+                if n > MAX_CHUNK:
+                    raise InvalidArgument((_field(current.path), (f"chunk of {n} bytes; a chunk is at most "
+                                                                 f"{MAX_CHUNK} bytes (1 MiB)")), reason="CHUNK_TOO_LARGE")
+                if current.received + n > current.size:
+                    raise InvalidArgument((_field(current.path), f"declared {current.size} bytes, more arrived"),
+                                          reason="SIZE_MISMATCH", metadata={"path": current.path})
+                if n:
+                    current.chunks.append(chunk)
+                    current.received += n
+                if current.received == current.size:
+                    await self.store(current)
+                    current = None
+            elif kind == "header":
+                if current is not None:
+                    raise self._short(current)
+                current = self.header(message.header)
+                if current.size == 0:
+                    await self.store(current)
+                    current = None
+            else:
+                raise InvalidArgument(("parent", "only the first message names the dataset"))
+            if self.failure is not None:
+                raise self.failure
+        if current is not None:
+            raise self._short(current)
+
+    @staticmethod
+    def _short(obj: _Object) -> InvalidArgument:
+        return InvalidArgument((_field(obj.path), (f"declared {obj.size} bytes, {obj.received} arrived before "
+                                                  "the next header or the end of the stream")),
+                               reason="SIZE_MISMATCH", metadata={"path": obj.path})
+
+    def header(self, h: datasets_pb2.UploadObjectsHeader) -> _Object:
+        path = h.path
+        field = _field(path)
+        problem = names.path_problem(path)
+        if problem:
+            raise InvalidArgument((field, f"object path {problem}"), reason="INVALID_OBJECT_PATH",
+                                  metadata={"path": path[:1024]})
+        violations = []
+        if path in self.paths:
+            violations.append((field, "sent twice in one call"))
+        if h.size_bytes < 0:
+            violations.append((field, "size_bytes must not be negative"))
+        elif h.size_bytes > MAX_OBJECT_BYTES:
+            violations.append((field, (f"size_bytes {h.size_bytes} exceeds {MAX_OBJECT_BYTES} bytes; upload "
+                                      "larger objects with UploadObject")))
+        sha = h.sha256.lower()
+        if not _HEX.match(sha):
+            violations.append((field, "sha256 must be 64 hex digits (it is required)"))
+        if len(h.content_type) > 255:
+            violations.append((field, "content_type must be at most 255 characters"))
+        if len(self.objects) >= MAX_OBJECTS:
+            violations.append((field, f"a call uploads at most {MAX_OBJECTS} objects"))
+        if violations:
+            raise InvalidArgument(violations, metadata={"path": path})
+        self.paths.add(path)
+        obj = _Object(len(self.objects), path, h.size_bytes, sha, content_type_for(path, h.content_type),
+                      names.object_key(self.dataset_id, self.batch_id, path))
+        self.objects.append(obj)
+        return obj
+
+    # ---- storing -----------------------------------------------------------------------------
+    async def store(self, obj: _Object) -> None:
+        """Hash and PUT a complete object in a worker thread; waits while the call's budget is
+        used up (back-pressure on the stream)."""
+        await self.budget.take(obj.size)
+        data = Buffers(obj.chunks)
+        obj.chunks = []
+        self.stored.append(obj.key)
+
+        def work() -> str:
+            h = hashlib.sha256()
+            for buffer in data.buffers:
+                h.update(buffer)
+            digest = h.hexdigest()
+            if digest == obj.sha256:  # never store what will be rejected anyway
+                self.blobs.put_buffers_sync(obj.key, data, obj.content_type)
+            return digest
+
+        task = asyncio.ensure_future(self.blobs.run(work))
+        self.tasks.append(task)
+        task.add_done_callback(lambda t: self._stored(obj, t))
+
+    def _stored(self, obj: _Object, task: asyncio.Future) -> None:
+        self.budget.give(obj.size)
+        if self.failure is not None:
+            return
+        if task.cancelled():
+            self.failure = Unavailable("object store write was cancelled", reason="STORAGE_UNAVAILABLE")
+        elif task.exception() is not None:
+            exc = task.exception()
+            log.warning("object store write failed", exc_info=exc)
+            self.failure = exc if isinstance(exc, DmodError) else Unavailable(
+                f"object store write failed for {obj.path}: {exc.__class__.__name__}", reason="STORAGE_UNAVAILABLE",
+                metadata={"path": obj.path})
+        elif task.result() != obj.sha256:
+            actual = task.result()
+            self.failure = InvalidArgument(
+                (_field(obj.path), f"sha256: the bytes received hash to {actual}, not {obj.sha256}"),
+                reason="CHECKSUM_MISMATCH", metadata={"path": obj.path, "expected": obj.sha256, "actual": actual})
+        else:
+            obj.digest = obj.sha256
+
+    async def drain(self) -> None:
+        """Wait for every PUT. `asyncio.wait`, not `gather`: a cancelled waiter must not cancel
+        writes S3 is already receiving (their keys are removed afterwards)."""
+        while True:
+            pending = [t for t in self.tasks if not t.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending)
+
+    async def discard(self) -> None:
+        """Remove what an uncommitted call stored (best effort; what cannot be removed now is
+        queued for the janitor)."""
+        if not self.stored:
+            return
+        try:
+            await self.drain()
+        except asyncio.CancelledError:
+            pass
+        keys, self.stored = self.stored, []
+        try:
+            await self.blobs.remove_many(keys)
+        except Exception:
+            log.warning("could not remove the keys of a rejected batch; queued for the janitor",
+                        extra={"batch": str(self.batch_id), "keys": len(keys)}, exc_info=True)
+            try:
+                async with self.pool.acquire() as conn:
+                    for key in keys:
+                        await upload_rows.add_garbage(conn, key)
+            except Exception:
+                log.exception("could not queue the keys of a rejected batch", extra={"batch": str(self.batch_id)})
