@@ -39,6 +39,7 @@ class StackState:
     secret_key: str = ""
     started_at: float = 0.0
     startup_seconds: float = 0.0
+    ngen_path: str = ""  # the ngen binary the services and workers see (DMOD_NGEN_PATH or PATH at `dmod up`)
 
     @property
     def gateway(self) -> str:
@@ -112,7 +113,8 @@ class Stack:
         s3_ports = S3Ports.free(picker, ports["s3"])
         secret = self._secret()
         state = StackState(home=str(self.home), ports=ports, s3_ports=asdict(s3_ports), secret_key=secret,
-                           started_at=time.time())
+                           started_at=time.time(),
+                           ngen_path=os.environ.get("DMOD_NGEN_PATH") or shutil.which("ngen") or "")
         (self.home / "run").mkdir(parents=True, exist_ok=True)
         try:
             postgres = Postgres(self.home / "postgres", ports["postgres"])
