@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ngenkit import ngen_binary, openmpi_run, test_model_config, test_model_realization
+from .ngenkit import ngen_binary, openmpi_run, test_model_config, test_model_realization
 
 START = "2015-12-01 00:00:00"
 
@@ -71,3 +71,11 @@ def run_case(dest: Path, ranks: int = 1, partition: Path | None = None,
         proc.communicate()
         return None
     return subprocess.CompletedProcess(argv, proc.returncode, out_s, err_s)
+
+
+def network_dicts(net) -> tuple[dict[str, str], dict[str, str | None]]:
+    """A Network as write_case's (cats, nexus) dicts."""
+    cids, nids = net.catchment_ids.tolist(), net.nexus_ids.tolist()
+    cats = {c: nids[j] for c, j in zip(cids, net.cat_to_nex.tolist())}
+    nexus = {n: (cids[d] if d >= 0 else None) for n, d in zip(nids, net.nex_to_cat.tolist())}
+    return cats, nexus
