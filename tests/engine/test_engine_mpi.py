@@ -134,3 +134,26 @@ def test_terminal_nexus_summed_on_the_sentinel_rank(domain, workdir, eng, serial
     assert proc.returncode == 0, proc.stderr
     assert eng.read_outputs(workdir / "out") == serial
 
+
+
+def test_ngen_hang_pattern_is_fine_for_the_embedded_engine(domain, workdir, eng, serial):
+    """A file with ngen's receive-side hang pattern (the owner of a boundary nexus holds two of
+    its contributors, the third is remote) is only a warning here, and this engine runs it
+    byte-identical to serial: it sends one message per (rank, nexus) and step."""
+    from dmod.services.hydrofabric.partition_file import Assignment, build_document, place_sentinels
+    from dmod.services.hydrofabric.partition_validate import validate_partitioning
+
+    net = domain.network
+    counts = np.bincount(net.cat_to_nex[net.cat_to_nex >= 0], minlength=net.n_nexuses)
+    j = int(np.flatnonzero((counts >= 3) & (net.nex_to_cat >= 0))[0])
+    part = np.zeros(net.n_catchments, dtype=np.int64)
+    part[np.flatnonzero(net.cat_to_nex == j)[2:]] = 1
+    doc = build_document(net, Assignment(part=part, n_parts=2, sentinel_rank=place_sentinels(net, part)))
+    issues = validate_partitioning(net, doc, 2, engine="embedded")
+    assert [(i.code, i.severity) for i in issues] == [("NGEN_REMOTE_NEXUS_HANG", "warning")]
+    assert [i.code for i in validate_partitioning(net, doc, 2)] == ["NGEN_REMOTE_NEXUS_HANG"]
+    part_path = eng.write_json(workdir / "hang.json", doc)
+    path = eng.write_json(workdir / "real.json", eng.realization(eng.cfe_formulation(), eng.netcdf_forcing(domain)))
+    proc = eng.run_cli(domain.argv(path, part_path), cwd=workdir, ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    assert eng.read_outputs(workdir / "out") == serial
