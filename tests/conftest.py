@@ -31,6 +31,9 @@ def stack(stack_home: Path) -> StackState:
     ngen = ngen_path()
     if ngen:  # the services (pre-flight) and their workers see the same binary
         os.environ["DMOD_NGEN_PATH"] = ngen
+    # 4 CPU slots whatever the machine has (CI has 2 cores): 3-rank jobs (tests/ngen) must run, and
+    # the local launcher lets MPI place more ranks than cores.
+    os.environ.setdefault("DMOD_NODE_CPUS", "4")
     stack = Stack(stack_home, fixed_ports=False, log=lambda *a: None)
     try:
         state = stack.up()
