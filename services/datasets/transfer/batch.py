@@ -28,7 +28,7 @@ from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
 from dmod.services.datasets.transfer.blobs import Buffers
 from dmod.services.datasets.transfer.uploads import MAX_CHUNK, content_type_for
-from dmod.services.runtime.errors import DmodError, InvalidArgument, Unavailable
+from dmod.services.runtime.errors import InvalidArgument, Unavailable
 from dmod.v1 import datasets_pb2
 
 log = logging.getLogger("dmod.datasets.batch")
@@ -37,7 +37,9 @@ MAX_OBJECT_BYTES = 16 << 20  # larger objects: UploadObject (multipart, resumabl
 MAX_OBJECTS = 1000  # per call
 PUTS_IN_FLIGHT = 16  # per call
 BYTES_IN_FLIGHT = 64 << 20  # per call: received objects not yet stored
+INLINE_HASH_BYTES = 256 << 10  # smaller objects are hashed on the event loop (~0.15 ms at most)
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_CONTENT_TYPE = re.compile(r"^[\x20-\x7e]*$")
 
 
 def _field(path: str) -> str:
@@ -114,8 +116,7 @@ class Batch:
             if context.cancelled():
                 raise asyncio.CancelledError()
             await self.drain()
-            if self.failure is not None:
-                raise self.failure
+            self.verdict()
             objects = [(o.path, o.size, o.digest, o.content_type, o.key) for o in self.objects]
             async with self.pool.acquire() as conn, conn.transaction():
                 rows = await committer.commit_batch(conn, dataset_id=self.dataset_id, upload_id=self.batch_id,
@@ -191,8 +192,8 @@ class Batch:
         sha = h.sha256.lower()
         if not _HEX.match(sha):
             violations.append((field, "sha256 must be 64 hex digits (it is required)"))
-        if len(h.content_type) > 255:
-            violations.append((field, "content_type must be at most 255 characters"))
+        if len(h.content_type) > 255 or not _CONTENT_TYPE.match(h.content_type):
+            violations.append((field, "content_type must be at most 255 printable ASCII characters"))
         if len(self.objects) >= MAX_OBJECTS:
             violations.append((field, f"a call uploads at most {MAX_OBJECTS} objects"))
         if violations:
@@ -205,45 +206,58 @@ class Batch:
 
     # ---- storing -----------------------------------------------------------------------------
     async def store(self, obj: _Object) -> None:
-        """Hash and PUT a complete object in a worker thread; waits while the call's budget is
-        used up (back-pressure on the stream)."""
+        """Hash and PUT a complete object; waits while the call's budget is used up (back-pressure
+        on the stream). Small objects are hashed right here and sent by the event loop; larger
+        ones are hashed in a worker thread."""
         await self.budget.take(obj.size)
         data = Buffers(obj.chunks)
         obj.chunks = []
         self.stored.append(obj.key)
 
-        def work() -> str:
+        def digest() -> str:
             h = hashlib.sha256()
             for buffer in data.buffers:
                 h.update(buffer)
-            digest = h.hexdigest()
-            if digest == obj.sha256:  # never store what will be rejected anyway
-                self.blobs.put_buffers_sync(obj.key, data, obj.content_type)
-            return digest
+            return h.hexdigest()
 
-        task = asyncio.ensure_future(self.blobs.run(work))
+        async def work() -> None:
+            try:
+                actual = digest() if obj.size <= INLINE_HASH_BYTES else await self.blobs.run(digest)
+                if actual != obj.sha256:  # never store what is rejected anyway
+                    raise InvalidArgument(
+                        (_field(obj.path), f"sha256: the bytes received hash to {actual}, not {obj.sha256}"),
+                        reason="CHECKSUM_MISMATCH", metadata={"path": obj.path, "expected": obj.sha256,
+                                                              "actual": actual})
+                try:
+                    await self.blobs.put_buffers(obj.key, data, obj.content_type)
+                except Exception as exc:
+                    log.warning("object store write failed", exc_info=exc)
+                    raise Unavailable(f"object store write failed for {obj.path}: {exc.__class__.__name__}",
+                                      reason="STORAGE_UNAVAILABLE", metadata={"path": obj.path}) from None
+                obj.digest = actual
+            finally:
+                self.budget.give(obj.size)
+
+        task = asyncio.ensure_future(work())
         self.tasks.append(task)
-        task.add_done_callback(lambda t: self._stored(obj, t))
+        task.add_done_callback(self._stored)
 
-    def _stored(self, obj: _Object, task: asyncio.Future) -> None:
-        self.budget.give(obj.size)
-        if self.failure is not None:
-            return
-        if task.cancelled():
-            self.failure = Unavailable("object store write was cancelled", reason="STORAGE_UNAVAILABLE")
-        elif task.exception() is not None:
-            exc = task.exception()
-            log.warning("object store write failed", exc_info=exc)
-            self.failure = exc if isinstance(exc, DmodError) else Unavailable(
-                f"object store write failed for {obj.path}: {exc.__class__.__name__}", reason="STORAGE_UNAVAILABLE",
-                metadata={"path": obj.path})
-        elif task.result() != obj.sha256:
-            actual = task.result()
-            self.failure = InvalidArgument(
-                (_field(obj.path), f"sha256: the bytes received hash to {actual}, not {obj.sha256}"),
-                reason="CHECKSUM_MISMATCH", metadata={"path": obj.path, "expected": obj.sha256, "actual": actual})
-        else:
-            obj.digest = obj.sha256
+    def _stored(self, task: asyncio.Future) -> None:
+        """Ends the stream early on the first failure (the rest is checked in `verdict`)."""
+        if self.failure is None and not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()
+
+    def verdict(self) -> None:
+        """After `drain`: the first failure, in the order the objects were sent."""
+        for task in self.tasks:
+            if task.cancelled():
+                raise Unavailable("object store write was cancelled", reason="STORAGE_UNAVAILABLE")
+            if task.exception() is not None:
+                raise task.exception()
+        missing = [o.path for o in self.objects if not o.digest]
+        if missing:  # cannot happen; never commit an object that was not verified and stored
+            raise Unavailable(f"{len(missing)} objects were not stored, e.g. {missing[0]}",
+                              reason="STORAGE_UNAVAILABLE")
 
     async def drain(self) -> None:
         """Wait for every PUT. `asyncio.wait`, not `gather`: a cancelled waiter must not cancel
@@ -263,6 +277,9 @@ class Batch:
             await self.drain()
         except asyncio.CancelledError:
             pass
+        for task in self.tasks:  # their errors were reported (or superseded) already
+            if task.done() and not task.cancelled():
+                task.exception()
         keys, self.stored = self.stored, []
         try:
             await self.blobs.remove_many(keys)

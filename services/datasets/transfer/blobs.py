@@ -8,15 +8,23 @@ Large request bodies (parts, objects ≥ 1 MiB) are signed with UNSIGNED-PAYLOAD
 SHA-256 of the payload, as minio-py already does over TLS: the service computes the object's
 SHA-256 itself and verifies it on every whole download, so a second hash of every byte on the
 upload path would only cost CPU.
+
+Small objects of UploadObjects calls are PUT by `LeanPut` (plain HTTP endpoints): the per-request
+CPU of the generic client dominated the cost of many small objects.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import logging
+import re
+import socket
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import urllib3
 from minio import Minio
@@ -70,6 +78,129 @@ class _Client(Minio):
         return headers, date
 
 
+_HEADER_VALUE = re.compile(r"^[\x21-\x7e]+( [\x21-\x7e]+)*$")
+
+
+class _S3Status(Exception):
+    def __init__(self, status: int, body: bytes):
+        code = re.search(rb"<Code>([^<]*)</Code>", body)
+        self.code = code.group(1).decode("ascii", "replace") if code else str(status)
+        super().__init__(f"S3 PUT answered {status}: {self.code}")
+
+
+class LeanPut:
+    """PUT of small objects with as little Python as possible, on the event loop: SigV4 with
+    UNSIGNED-PAYLOAD and a cached signing key, request line, headers and body in one write, on
+    kept-alive asyncio connections (no thread hop, no generic HTTP client). minio's request path
+    cost ~0.85 ms of CPU per PUT on the test machine (plus a thread hop each); this ~0.15 ms. With
+    many small objects per UploadObjects call that was most of the service's own CPU.
+    Plain HTTP endpoints only (TLS endpoints use minio)."""
+
+    def __init__(self, settings, connections: int = 32):
+        self.host = settings.s3_endpoint
+        address, _, port = self.host.rpartition(":")
+        self.address, self.port = (address.strip("[]"), int(port)) if address else (self.host, 80)
+        self.access_key, self.secret_key = settings.s3_access_key, settings.s3_secret_key
+        self.region = settings.s3_region or "us-east-1"
+        self.bucket = settings.s3_bucket
+        self._keys: dict[str, bytes] = {}
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._slots = asyncio.Semaphore(connections)
+
+    @staticmethod
+    def accepts(content_type: str) -> bool:
+        return bool(_HEADER_VALUE.match(content_type))
+
+    def _signing_key(self, day: str) -> bytes:
+        key = self._keys.get(day)
+        if key is None:
+            key = ("AWS4" + self.secret_key).encode()
+            for part in (day, self.region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._keys = {day: key}
+        return key
+
+    def _head(self, key: str, size: int, content_type: str) -> bytes:
+        amz_date = mtime.to_amz_date(mtime.utcnow())
+        day = amz_date[:8]
+        uri = f"/{self.bucket}/{quote(key, safe='/~')}"
+        signed = "content-type;host;x-amz-content-sha256;x-amz-date"
+        canonical = (f"PUT\n{uri}\n\ncontent-type:{content_type}\nhost:{self.host}\n"
+                     f"x-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n\n{signed}\nUNSIGNED-PAYLOAD")
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        return (f"PUT {uri} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {size}\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: {amz_date}\r\n"
+                f"Authorization: AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, SignedHeaders={signed}, "
+                f"Signature={signature}\r\n\r\n").encode()
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(self.address, self.port, limit=1 << 16)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return reader, writer
+
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        """(status, body, the server closes the connection) of one HTTP/1.1 response."""
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        version, status = lines[0].split(" ", 2)[:2]
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = bytearray()
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                body += await reader.readexactly(size + 2)
+                del body[-2:]
+            await reader.readuntil(b"\r\n")  # no trailers are expected
+            return int(status), bytes(body), close
+        length = headers.get("content-length")
+        if length is None:
+            return int(status), await reader.read(), True
+        return int(status), await reader.readexactly(int(length)) if int(length) else b"", close
+
+    async def put(self, key: str, body: Buffers, content_type: str) -> None:
+        data = self._head(key, len(body), content_type) + b"".join(body.buffers)
+        async with self._slots, asyncio.timeout(300):
+            for attempt in range(3):
+                reader, writer = self._idle.pop() if self._idle and not attempt else await self._connect()
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                    status, answer, close = await self._response(reader)
+                except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                    # a kept-alive connection the server closed, or a broken one: the same request
+                    # on a new connection (a PUT to this upload's private key is idempotent)
+                    writer.close()
+                    if attempt == 2:
+                        raise
+                    continue
+                except BaseException:  # cancelled mid-request: the connection is in an unknown state
+                    writer.close()
+                    raise
+                if close:
+                    writer.close()
+                else:
+                    self._idle.append((reader, writer))
+                if status == 200:
+                    return
+                if status in (500, 502, 503, 504) and attempt < 2:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                raise _S3Status(status, answer)
+
+    def close(self) -> None:
+        for _reader, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
 def make_client(settings, connections: int) -> Minio:
     http = urllib3.PoolManager(maxsize=connections, timeout=urllib3.Timeout(connect=5, read=300),
                                retries=urllib3.Retry(total=3, backoff_factor=0.2,
@@ -93,6 +224,7 @@ def make_signer(settings) -> Minio:
 class Blobs:
     def __init__(self, settings, threads: int = 32):
         self.client = make_client(settings, threads)
+        self.lean = None if settings.s3_secure else LeanPut(settings)
         self.signer = make_signer(settings)
         self.bucket = settings.s3_bucket
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dmod-s3")
@@ -121,6 +253,13 @@ class Blobs:
             self.put_sync(key, b"", content_type)
             return
         self.client._put_object(self.bucket, key, data, headers={"Content-Type": content_type})
+
+    async def put_buffers(self, key: str, data: Buffers, content_type: str) -> None:
+        """`put_buffers_sync` on the event loop when the endpoint allows (see LeanPut)."""
+        if self.lean is not None and len(data) and self.lean.accepts(content_type):
+            await self.lean.put(key, data, content_type)
+        else:
+            await self.run(self.put_buffers_sync, key, data, content_type)
 
     async def create_multipart(self, key: str, content_type: str) -> str:
         return await self.run(self.client._create_multipart_upload, self.bucket, key,
@@ -204,3 +343,5 @@ class Blobs:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.lean is not None:
+            self.lean.close()
