@@ -46,7 +46,7 @@ class EngineCaps:
     version: str = ""
     commit: str = ""
     mpi: bool = True
-    mpi_library: str = ""  # "OpenMPI" | "MPICH" | "" (unknown / no MPI)
+    mpi_library: str = ""  # "Open MPI" | "MPICH" | "" (unknown / no MPI)
     python: bool = True
     netcdf: bool = True
     sqlite: bool = True
@@ -90,14 +90,12 @@ def _on(value: str) -> bool:
     return value.upper() in ("ON", "TRUE", "YES", "1")
 
 
-def mpi_flavor(text: str) -> str:
-    """OpenMPI / MPICH from a library path or soname ('' when it does not say)."""
-    low = text.lower()
-    if "openmpi" in low or "open-mpi" in low or "libmpi.so.40" in low or "libmpi_cxx" in low:
-        return "OpenMPI"
-    if "mpich" in low or "libmpi.so.12" in low or "intel" in low and "mpi" in low:
-        return "MPICH"
-    return ""
+def mpi_flavor(libraries) -> str:
+    """"Open MPI" / "MPICH" from library paths or sonames ('' when none says)."""
+    from dmod.services.worker.agent.mpi import family_of_library
+
+    families = {family_of_library(lib.strip()) for lib in libraries} - {"", "unknown"}
+    return families.pop() if len(families) == 1 else ""
 
 
 def parse_info(text: str, path: str = "", needed: tuple[str, ...] = ()) -> EngineCaps:
@@ -112,9 +110,9 @@ def parse_info(text: str, path: str = "", needed: tuple[str, ...] = ()) -> Engin
     library = ""
     if mpi:
         block = _MPI_BLOCK.search(text)
-        library = mpi_flavor(block.group(2)) if block else ""
+        library = mpi_flavor(re.split(r"[,\s]+", block.group(2))) if block else ""
         if not library:
-            library = mpi_flavor(" ".join(n for n in needed if "mpi" in n.lower()))
+            library = mpi_flavor(needed)
     forms = {t for t, flag in NGEN_FLAG_FOR.items() if flag is None or flags.get(flag, False)}
     return EngineCaps(
         name="ngen", formulations=frozenset(forms), path=path, version=version, commit=commit, mpi=mpi,

@@ -59,7 +59,7 @@ def test_info_of_the_real_build():
     assert done.returncode == 1  # ngen's --info exits 1
     caps = parse_info(done.stdout, NGEN)
     assert caps.version == "0.3.0" and caps.commit.startswith("dd04bbcc")
-    assert caps.mpi and caps.mpi_library == "OpenMPI"
+    assert caps.mpi and caps.mpi_library == "Open MPI"
     assert caps.netcdf and caps.sqlite and caps.bmi_c
     assert not caps.python and not caps.fortran and not caps.routing
     assert caps.formulations == {"bmi_c", "bmi_c++", "bmi_multi"}
@@ -72,7 +72,7 @@ def test_info_of_the_real_build():
 def test_capabilities_are_cached_per_binary(tmp_path):
     first = ngen_capabilities(NGEN)
     assert first is ngen_capabilities(NGEN)  # same (path, mtime, size): not run again
-    assert "ngen 0.3.0" in first.describe() and "OpenMPI" in first.describe()
+    assert "ngen 0.3.0" in first.describe() and "Open MPI" in first.describe()
     copy = tmp_path / "ngen"
     copy.write_bytes(Path(NGEN).read_bytes())
     copy.chmod(0o755)
@@ -97,7 +97,7 @@ def test_info_mpich_from_library_path():
 
 def test_info_mpi_flavour_from_dt_needed():
     text = "NGen version: 0.3.0\n  Flags:\n    NGEN_WITH_MPI: ON\n"
-    assert parse_info(text, needed=("libmpi.so.40", "libc.so.6")).mpi_library == "OpenMPI"
+    assert parse_info(text, needed=("libmpi.so.40", "libc.so.6")).mpi_library == "Open MPI"
     assert parse_info(text, needed=("libmpi.so.12",)).mpi_library == "MPICH"
 
 

@@ -90,7 +90,7 @@ async def test_bmi_cpp_with_engine_ngen_passes_validating(jobs, channel, domain,
     job = await _submit(jobs, _spec(domain, real, cpp))
     assert job.state != S.JOB_STATE_FAILED or job.state_reason not in (
         "VALIDATION_FAILED", "BMI_LIBRARY_MISSING", "BMI_CONFIG_MISSING", "ENGINE_UNSUPPORTED"), job.state_message
-    assert job.engine == "ngen" and "ngen 0.3.0" in job.engine_detail and "OpenMPI" in job.engine_detail
+    assert job.engine == "ngen" and "ngen 0.3.0" in job.engine_detail and "Open MPI" in job.engine_detail
     assert job.resolved_datasets["bmi_library"] == cpp["library"]
     events = [e async for e in _events(jobs, job.name)]
     validated = [e for e in events if e.reason == "VALIDATED"]

@@ -40,18 +40,14 @@ def test_family_of_library_names():
     assert mpi.family_of_library("libmpfr.so.6") == ""
 
 
-def test_elf_reader_on_system_files(tmp_path):
-    assert "libc.so.6" in mpi.elf_needed("/bin/sh") or mpi.elf_needed("/bin/sh") == []  # static shells exist
+def test_binary_mpi_of_system_files(tmp_path):
     assert mpi.binary_mpi("/bin/sh").family == ""
     text = tmp_path / "script"
     text.write_text("#!/bin/sh\n")
-    with pytest.raises(mpi.ElfError):
-        mpi.elf_needed(text)
     assert mpi.binary_mpi(text).family == "unknown"
     truncated = tmp_path / "trunc"
     truncated.write_bytes(Path("/bin/sh").read_bytes()[:40])
-    with pytest.raises(mpi.ElfError):
-        mpi.elf_needed(truncated)
+    assert mpi.binary_mpi(truncated).family == "unknown"
 
 
 def test_mpi4py_builds_are_told_apart():
@@ -66,7 +62,6 @@ def test_mpi4py_builds_are_told_apart():
 
 @needs_ngen
 def test_ngen_binary_links_openmpi():
-    assert "libmpi.so.40" in mpi.elf_needed(NGEN)
     linked = mpi.binary_mpi(NGEN)
     assert linked.family == mpi.OPENMPI and linked.library == "libmpi.so.40" and linked.how == "DT_NEEDED"
 

@@ -3,7 +3,7 @@
 A binary built against Open MPI run under MPICH's Hydra (or the other way round) does not fail:
 every process comes up as an MPI singleton and simulates the whole domain, N times over. So:
 
-- `binary_mpi(path)` reads the binary's ELF `DT_NEEDED` entries (pure Python, no tools needed):
+- `binary_mpi(path)` reads the binary's ELF `DT_NEEDED` entries (`dmod.services.runtime.elf`):
   `libmpi.so.40` (and .20/.1/.0, `libopen-rte`, `libopen-pal`) is Open MPI, `libmpi.so.12` or
   `libmpich*` is MPICH (ABI-compatible: Intel MPI, MVAPICH, Cray). When the binary does not
   name an MPI library itself, `ldd` (what the dynamic loader resolves) decides.
@@ -24,7 +24,6 @@ import functools
 import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -39,10 +38,6 @@ _OPENMPI_SONAME = re.compile(r"^(libmpi\.so\.(40|20|1|0)(\.|$)|libopen-(rte|pal)
 _MPICH_SONAME = re.compile(r"^(libmpi\.so\.12(\.|$)|libmpich|libmpicxx\.so\.12|libmpl\.so)")
 
 
-class ElfError(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class BinaryMpi:
     """The MPI a binary links: `family` is OPENMPI, MPICH, "" (no MPI) or "unknown"."""
@@ -54,64 +49,6 @@ class BinaryMpi:
         if not self.family:
             return "no MPI library"
         return f"{self.family} ({self.library}, {self.how})" if self.library else self.family
-
-
-def elf_needed(path: str | os.PathLike) -> list[str]:
-    """The DT_NEEDED sonames of an ELF file, read through its program headers (works on stripped
-    binaries without section headers)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if data[:4] != b"\x7fELF":
-        raise ElfError(f"{path} is not an ELF file")
-    cls, enc = data[4], data[5]
-    if cls not in (1, 2) or enc not in (1, 2):
-        raise ElfError(f"{path}: unsupported ELF class/encoding")
-    e = "<" if enc == 1 else ">"
-    is64 = cls == 2
-    try:
-        if is64:
-            phoff, = struct.unpack_from(e + "Q", data, 0x20)
-            phentsize, phnum = struct.unpack_from(e + "HH", data, 0x36)
-        else:
-            phoff, = struct.unpack_from(e + "I", data, 0x1C)
-            phentsize, phnum = struct.unpack_from(e + "HH", data, 0x2A)
-        loads, dynamic = [], None
-        for i in range(phnum):
-            off = phoff + i * phentsize
-            if is64:
-                p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(e + "IIQQQQ", data, off)
-            else:
-                p_type, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(e + "IIIII", data, off)
-            if p_type == 1:  # PT_LOAD
-                loads.append((p_vaddr, p_offset, p_filesz))
-            elif p_type == 2:  # PT_DYNAMIC
-                dynamic = (p_offset, p_filesz)
-        if dynamic is None:
-            return []  # statically linked
-        fmt, size = (e + "qQ", 16) if is64 else (e + "iI", 8)
-        needed, strtab = [], None
-        off, end = dynamic[0], dynamic[0] + dynamic[1]
-        while off + size <= end:
-            tag, val = struct.unpack_from(fmt, data, off)
-            off += size
-            if tag == 0:  # DT_NULL
-                break
-            if tag == 1:  # DT_NEEDED
-                needed.append(val)
-            elif tag == 5:  # DT_STRTAB (a virtual address)
-                strtab = val
-    except struct.error:
-        raise ElfError(f"{path}: truncated ELF headers") from None
-    if strtab is None:
-        return []
-    base = next((o + strtab - v for v, o, n in loads if v <= strtab < v + n), None)
-    if base is None:
-        raise ElfError(f"{path}: DT_STRTAB outside every PT_LOAD segment")
-    out = []
-    for index in needed:
-        stop = data.find(b"\0", base + index)
-        out.append(data[base + index:stop].decode("utf-8", "replace"))
-    return out
 
 
 def family_of_library(name: str) -> str:
@@ -145,8 +82,10 @@ def _ldd(path: str) -> list[tuple[str, str]]:
 
 @functools.lru_cache(maxsize=32)
 def _binary_mpi(path: str, _stamp: tuple) -> BinaryMpi:
+    from dmod.services.runtime.elf import ElfError, read_elf_file
+
     try:
-        needed = elf_needed(path)
+        needed = read_elf_file(path, symbols=False).needed
     except (OSError, ElfError) as exc:
         return BinaryMpi("unknown", how=str(exc))
     for name in sorted(needed, key=lambda n: not n.startswith("libmpi.so")):  # libmpi itself names it best
