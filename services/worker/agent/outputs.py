@@ -67,7 +67,9 @@ def plan_batches(sizes: list[tuple[Path, int]], lanes: int = BATCHES_IN_FLIGHT) 
         return []
     total = sum(n for _, n in sizes)
     count = max(-(-total // BATCH_BYTES), -(-len(sizes) // BATCH_FILES), min(lanes, len(sizes) // 64), 1)
-    per_bytes, per_files = -(-total // count), -(-len(sizes) // count)
+    # even shares, with one file of slack so that rounding does not leave a tiny last batch
+    per_bytes = min(BATCH_BYTES, -(-total // count) + max(n for _, n in sizes))
+    per_files = min(BATCH_FILES, -(-len(sizes) // count))
     batches: list[list[tuple[Path, int]]] = [[]]
     used = 0
     for item in sizes:
