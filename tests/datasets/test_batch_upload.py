@@ -176,3 +176,22 @@ def test_batches_are_planned_by_count_bytes_and_lanes():
     assert all(len(b) <= BATCH_FILES for b in many) and sum(len(b) for b in many) == 3 * BATCH_FILES + 1
     heavy = plan_batches([(Path(f"{i}"), 3 << 20) for i in range(20)])
     assert all(sum(n for _, n in b) <= BATCH_BYTES for b in heavy) and sum(len(b) for b in heavy) == 20
+
+
+async def test_client_uploads_a_directory_in_batches(ds, dataset, tmp_path, monkeypatch):
+    from dmod import datasets_client
+
+    monkeypatch.setattr(datasets_client, "BATCH_FILE", 32 << 10)
+    files = {f"f/{i:03d}.csv": os.urandom(1000 + i) for i in range(150)} | {"big.bin": os.urandom(40 << 10)}
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    calls = []
+    monkeypatch.setattr(ds, "upload_file", lambda *a, _f=ds.upload_file, **k: calls.append(a[2]) or _f(*a, **k))
+    seen = []
+    objects = await ds.upload_dir(dataset.name, tmp_path, "p/", concurrency=4,
+                                  progress=lambda n, total: seen.append((n, total)))
+    assert [o.path for o in objects] == sorted(f"p/{n}" for n in files)
+    assert {o.path: o.sha256 for o in objects} == {f"p/{n}": sha(d) for n, d in files.items()}
+    assert calls == ["p/big.bin"]  # the only file above the batch threshold
+    assert seen[-1] == (sum(len(d) for d in files.values()),) * 2

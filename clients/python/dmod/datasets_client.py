@@ -43,6 +43,11 @@ from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
 CHUNK = 1 << 20  # the server's largest accepted chunk
 SMALL_FILE = 4 << 20  # read whole, hashed before sending
 READ_AHEAD = 8
+# Files up to BATCH_FILE go many per UploadObjects call (one commit per batch, all or nothing);
+# batches hold at most BATCH_FILES files / BATCH_BYTES bytes.
+BATCH_FILE = SMALL_FILE
+BATCH_FILES = 500
+BATCH_BYTES = 8 << 20
 URL_MIN_BYTES = 32 << 20  # whole objects this big come straight from S3 by URL (auto)
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
 # dmod.client's options plus a large initial HTTP/2 receive window: downloads are not throttled
@@ -134,6 +139,31 @@ def object_name(dataset: str, path: str) -> str:
 def encode_chunk(block) -> bytes:
     """The wire form of UploadObjectRequest(chunk=block) (field 2, length-delimited)."""
     return b"\x12" + varint(len(block)) + block
+
+
+def encode_batch_chunk(block) -> bytes:
+    """The wire form of UploadObjectsRequest(chunk=block) (field 3, length-delimited)."""
+    return b"\x1a" + varint(len(block)) + block
+
+
+def plan_batches(items: list, size_of, lanes: int) -> list[list]:
+    """Small files into batches of at most BATCH_FILES / BATCH_BYTES, and into at least `lanes`
+    batches when each would still hold ≥ 64 files (even shares, one file of slack)."""
+    if not items:
+        return []
+    total = sum(size_of(i) for i in items)
+    count = max(-(-total // BATCH_BYTES), -(-len(items) // BATCH_FILES), min(lanes, len(items) // 64), 1)
+    per_bytes = min(BATCH_BYTES, -(-total // count) + max(size_of(i) for i in items))
+    per_files = min(BATCH_FILES, -(-len(items) // count))
+    batches: list[list] = [[]]
+    used = 0
+    for item in items:
+        if batches[-1] and (len(batches[-1]) >= per_files or used + size_of(item) > per_bytes):
+            batches.append([])
+            used = 0
+        batches[-1].append(item)
+        used += size_of(item)
+    return batches
 
 
 def _serialize_upload(message) -> bytes:
@@ -250,6 +280,9 @@ class DatasetsClient:
         self._upload = self.channel.stream_unary(
             "/dmod.v1.DatasetService/UploadObject", request_serializer=_serialize_upload,
             response_deserializer=datasets_pb2.UploadObjectResponse.FromString)
+        self._upload_batch = self.channel.stream_unary(
+            "/dmod.v1.DatasetService/UploadObjects", request_serializer=_serialize_upload,
+            response_deserializer=datasets_pb2.UploadObjectsResponse.FromString)
         self._download = self.channel.unary_stream(
             "/dmod.v1.DatasetService/DownloadObject",
             request_serializer=datasets_pb2.DownloadObjectRequest.SerializeToString,
@@ -460,24 +493,92 @@ class DatasetsClient:
             progress(size, size)
         return reply.object
 
-    async def upload_dir(self, dataset: str, local_dir: str | os.PathLike, prefix: str = "", *,
-                         concurrency: int = 8, progress: Progress | None = None) -> list[datasets_pb2.DataObject]:
-        """Every file under `local_dir`, as `prefix` + its relative path, `concurrency` at a time."""
-        root = Path(local_dir)
-        files = sorted(p for p in root.rglob("*") if p.is_file())
-        total = sum(p.stat().st_size for p in files)
-        done = {p: 0 for p in files}
+    async def upload_batch(self, dataset: str, files: list[tuple[str | os.PathLike, str]], *,
+                           retries: int = 3) -> list[datasets_pb2.DataObject]:
+        """Small files [(local file, object path)] in one UploadObjects call: all become visible
+        together, or (on any error) none. A failed call is retried as a whole."""
+        def read() -> list[tuple[str, bytes, str]]:
+            out = []
+            for local, path in files:
+                data = Path(local).read_bytes()
+                out.append((path, data, hashlib.sha256(data).hexdigest()))
+            return out
+        items = await asyncio.to_thread(read)
+
+        async def messages():
+            yield datasets_pb2.UploadObjectsRequest(parent=dataset)
+            for path, data, digest in items:
+                yield datasets_pb2.UploadObjectsRequest(header=datasets_pb2.UploadObjectsHeader(
+                    path=path, size_bytes=len(data), sha256=digest))
+                view = memoryview(data)
+                for i in range(0, len(data), CHUNK):
+                    yield encode_batch_chunk(view[i:i + CHUNK])
+
+        for attempt in range(retries + 1):
+            try:
+                reply = await self._upload_batch(messages(), metadata=self.metadata, timeout=max(self.timeout, 300))
+                break
+            except grpc.aio.AioRpcError as exc:
+                if attempt == retries or exc.code() not in _RETRYABLE:
+                    raise
+                await asyncio.sleep(0.2 * 2 ** attempt)
+        for (path, _data, digest), obj in zip(items, reply.objects, strict=True):
+            if obj.sha256 != digest:
+                raise ChecksumMismatch(f"{path}: the server stored SHA-256 {obj.sha256}, expected {digest}")
+        return list(reply.objects)
+
+    async def upload_files(self, dataset: str, files: list[tuple[str | os.PathLike, str]], *, concurrency: int = 8,
+                           progress: Progress | None = None) -> list[datasets_pb2.DataObject]:
+        """Upload [(local file, object path)]; returns the objects in the same order. Files up to
+        BATCH_FILE go in UploadObjects batches (a few at a time), larger ones one stream each
+        (resumable), `concurrency` streams in all."""
+        sizes = {i: Path(local).stat().st_size for i, (local, _) in enumerate(files)}
+        total = sum(sizes.values())
+        done = dict.fromkeys(sizes, 0)
+        results: dict[int, datasets_pb2.DataObject] = {}
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(p: Path) -> datasets_pb2.DataObject:
-            def each(n: int, _total: int) -> None:
-                done[p] = n
-                if progress:
-                    progress(sum(done.values()), total)
-            async with sem:
-                return await self.upload_file(dataset, p, prefix + p.relative_to(root).as_posix(), progress=each)
+        def report() -> None:
+            if progress:
+                progress(sum(done.values()), total)
 
-        return list(await asyncio.gather(*(one(p) for p in files)))
+        async def one(i: int) -> None:
+            def each(n: int, _total: int) -> None:
+                done[i] = n
+                report()
+            async with sem:
+                local, path = files[i]
+                results[i] = await self.upload_file(dataset, local, path, progress=each)
+
+        async def batch(indices: list[int]) -> None:
+            async with sem:
+                try:
+                    objects = await self.upload_batch(dataset, [files[i] for i in indices])
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # an older server: one stream per file
+                        raise
+                    objects = None
+            if objects is None:
+                await asyncio.gather(*(one(i) for i in indices))
+                return
+            for i, obj in zip(indices, objects, strict=True):
+                results[i] = obj
+                done[i] = sizes[i]
+            report()
+
+        small = [i for i in sizes if sizes[i] <= BATCH_FILE]
+        large = [i for i in sizes if sizes[i] > BATCH_FILE]
+        batches = plan_batches(small, sizes.__getitem__, max(1, min(3, concurrency // 2)))
+        await asyncio.gather(*(batch(b) for b in batches), *(one(i) for i in large))
+        return [results[i] for i in range(len(files))]
+
+    async def upload_dir(self, dataset: str, local_dir: str | os.PathLike, prefix: str = "", *,
+                         concurrency: int = 8, progress: Progress | None = None) -> list[datasets_pb2.DataObject]:
+        """Every file under `local_dir`, as `prefix` + its relative path (see `upload_files`)."""
+        root = Path(local_dir)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        return await self.upload_files(dataset, [(p, prefix + p.relative_to(root).as_posix()) for p in files],
+                                       concurrency=concurrency, progress=progress)
 
     async def download_bytes(self, name: str, offset: int = 0, length: int = 0) -> bytes:
         """An object's bytes (a range with offset/length); whole objects are verified."""

@@ -178,19 +178,12 @@ async def upload(client: DatasetsClient,
         else:
             raise OSError(f"{p}: no such file or directory")
     total = sum(f.stat().st_size for f, _ in jobs)
-    done: dict[str, int] = {}
-    sem = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
     with _progress("upload") as progress:
         task = progress.add_task(f"upload {len(jobs)} file(s)", total=total)
-
-        async def one(local: Path, path: str):
-            def each(n: int, _t: int) -> None:
-                done[path] = n
-                progress.update(task, completed=sum(done.values()))
-            async with sem:
-                return await client.upload_file(name, local, path, progress=each)
-        objects = await asyncio.gather(*(one(f, p) for f, p in jobs))
+        # small files many per call (UploadObjects), large ones one resumable stream each
+        objects = await client.upload_files(name, jobs, concurrency=concurrency,
+                                            progress=lambda n, _t: progress.update(task, completed=n))
     seconds = time.perf_counter() - started
     sealed = await client.seal_dataset(name) if seal else None
     if as_json:
