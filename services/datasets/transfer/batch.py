@@ -96,6 +96,7 @@ class Batch:
         self.stored: list[str] = []  # keys S3 may hold (PUT attempted)
         self.budget = _Budget(PUTS_IN_FLIGHT, BYTES_IN_FLIGHT)
         self.failure: BaseException | None = None
+        self.committing: asyncio.Future | None = None
 
     # ---- receiving ---------------------------------------------------------------------------
     async def run(self, requests, context) -> datasets_pb2.UploadObjectsResponse:
@@ -117,11 +118,10 @@ class Batch:
                 raise asyncio.CancelledError()
             await self.drain()
             self.verdict()
-            objects = [(o.path, o.size, o.digest, o.content_type, o.key) for o in self.objects]
-            async with self.pool.acquire() as conn, conn.transaction():
-                rows = await committer.commit_batch(conn, dataset_id=self.dataset_id, upload_id=self.batch_id,
-                                                    objects=objects)
-            self.stored = []  # committed: the keys are the objects now
+            # shielded: a client leaving mid-commit must not leave it undecided while the keys
+            # are removed (`discard` waits for it and keeps the keys of a committed batch)
+            self.committing = asyncio.ensure_future(self.commit())
+            rows = await asyncio.shield(self.committing)
             by_path = {row["path"]: row for row in rows}
             return datasets_pb2.UploadObjectsResponse(
                 objects=[convert.data_object(by_path[o.path]) for o in self.objects])
@@ -132,6 +132,14 @@ class Batch:
         finally:
             if not handed_off:
                 await self.discard()
+
+    async def commit(self) -> list:
+        objects = [(o.path, o.size, o.digest, o.content_type, o.key) for o in self.objects]
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await committer.commit_batch(conn, dataset_id=self.dataset_id, upload_id=self.batch_id,
+                                                objects=objects)
+        self.stored = []  # committed: the keys are the objects now
+        return rows
 
     async def receive(self, requests) -> None:
         current: _Object | None = None
@@ -271,6 +279,13 @@ class Batch:
     async def discard(self) -> None:
         """Remove what an uncommitted call stored (best effort; what cannot be removed now is
         queued for the janitor)."""
+        if self.committing is not None:
+            try:
+                await asyncio.wait([self.committing])
+            except asyncio.CancelledError:
+                pass
+            if self.committing.done() and not self.committing.cancelled():
+                self.committing.exception()  # committed: nothing to discard; failed: reported already
         if not self.stored:
             return
         try:
