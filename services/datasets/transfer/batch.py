@@ -48,28 +48,31 @@ def _field(path: str) -> str:
 
 class _Budget:
     """At most `count` objects and `size` bytes held at a time (an object larger than the byte
-    budget still passes, alone)."""
+    budget still passes, alone). One taker at a time (the receiving loop)."""
 
     def __init__(self, count: int, size: int):
         self.count, self.size = count, size
         self.used_count = self.used_size = 0
-        self.changed = asyncio.Condition()
+        self.waiter: asyncio.Future | None = None
+
+    def _fits(self, n: int) -> bool:
+        return self.used_count < self.count and (self.used_size + n <= self.size or self.used_count == 0)
 
     async def take(self, n: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.used_count < self.count and (
-                self.used_size + n <= self.size or self.used_count == 0))
-            self.used_count += 1
-            self.used_size += n
+        while not self._fits(n):
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        self.used_count += 1
+        self.used_size += n
 
     def give(self, n: int) -> None:
         self.used_count -= 1
         self.used_size -= n
-
-        async def notify() -> None:
-            async with self.changed:
-                self.changed.notify_all()
-        asyncio.ensure_future(notify())
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
 
 class _Object:

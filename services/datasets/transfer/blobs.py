@@ -21,6 +21,7 @@ import io
 import logging
 import re
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,7 @@ class LeanPut:
         self.region = settings.s3_region or "us-east-1"
         self.bucket = settings.s3_bucket
         self._keys: dict[str, bytes] = {}
+        self._second, self._amz_date = 0, ""
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._slots = asyncio.Semaphore(connections)
 
@@ -121,7 +123,10 @@ class LeanPut:
         return key
 
     def _head(self, key: str, size: int, content_type: str) -> bytes:
-        amz_date = mtime.to_amz_date(mtime.utcnow())
+        now = int(time.time())
+        if now != self._second:  # one strftime per second, not per request
+            self._second, self._amz_date = now, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        amz_date = self._amz_date
         day = amz_date[:8]
         uri = f"/{self.bucket}/{quote(key, safe='/~')}"
         signed = "content-type;host;x-amz-content-sha256;x-amz-date"
@@ -129,7 +134,7 @@ class LeanPut:
                      f"x-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n\n{signed}\nUNSIGNED-PAYLOAD")
         scope = f"{day}/{self.region}/s3/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
+        signature = hmac.digest(self._signing_key(day), to_sign.encode(), "sha256").hex()
         return (f"PUT {uri} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {size}\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: {amz_date}\r\n"
                 f"Authorization: AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, SignedHeaders={signed}, "
