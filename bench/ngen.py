@@ -169,7 +169,7 @@ async def dmod_job(gateway: str, names: dict[str, str], info: dict, out_dir: Pat
         async for item in watch(stub, job.name):
             if item.HasField("event"):
                 ev = item.event
-                phases.setdefault(jobs_pb2.JobState.Name(ev.state).removeprefix("JOB_STATE_"), ev.time.ToDatetime().timestamp())
+                phases.setdefault(jobs_pb2.JobState.Name(ev.state).removeprefix("JOB_STATE_"), ev.time.ToDatetime().timestamp()); print("EV", jobs_pb2.JobState.Name(ev.state), ev.time.ToDatetime().strftime("%H:%M:%S.%f")) if os.environ.get("BENCH_TRACE") else None
                 if ev.state in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED):
                     final = ev
                     break

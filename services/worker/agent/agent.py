@@ -218,25 +218,31 @@ class Agent:
                 stopping.append(asyncio.get_running_loop().create_task(self.run.stop(grace=2.0)))
 
         self.run = MpiRun(argv, prepared.root, on_line, self.reporter.progress, env=env)
+        # The expected file names need the hydrofabric read again: done while the model runs.
+        expecting = asyncio.create_task(asyncio.to_thread(expected_files, prepared))
         t0 = time.monotonic()
-        code = await self.run.run()
-        if stopping:
-            await stopping[0]
-        if guard.problem:
-            raise Failure(EXIT_SETUP, "MPI_MISMATCH", guard.problem)
-        if code == 0 and "dmod-rank" in argv:  # wrapped: every rank must have reported
-            missing = guard.missing()
-            if missing:
-                raise Failure(EXIT_SETUP, "MPI_MISMATCH", (
-                    f"rank(s) {', '.join(map(str, missing[:10]))} of {ranks} never reported: the launcher "
-                    f"{guard.launcher} did not start one world of the binary's MPI ({binary})"))
-        if code != 0:
-            tag = "MODEL_CONFIG_INVALID" if code == 2 and used == "embedded" else "MODEL_FAILED"
-            raise Failure(EXIT_CONFIG if tag == "MODEL_CONFIG_INVALID" else EXIT_MODEL, tag,
-                          f"{used} exited with code {code} after {time.monotonic() - t0:.1f}s")
+        try:
+            code = await self.run.run()
+            if stopping:
+                await stopping[0]
+            if guard.problem:
+                raise Failure(EXIT_SETUP, "MPI_MISMATCH", guard.problem)
+            if code == 0 and "dmod-rank" in argv:  # wrapped: every rank must have reported
+                missing = guard.missing()
+                if missing:
+                    raise Failure(EXIT_SETUP, "MPI_MISMATCH", (
+                        f"rank(s) {', '.join(map(str, missing[:10]))} of {ranks} never reported: the launcher "
+                        f"{guard.launcher} did not start one world of the binary's MPI ({binary})"))
+            if code != 0:
+                tag = "MODEL_CONFIG_INVALID" if code == 2 and used == "embedded" else "MODEL_FAILED"
+                raise Failure(EXIT_CONFIG if tag == "MODEL_CONFIG_INVALID" else EXIT_MODEL, tag,
+                              f"{used} exited with code {code} after {time.monotonic() - t0:.1f}s")
+        except BaseException:  # failed or cancelled: the names are not needed
+            expecting.cancel()
+            raise
         self.say(f"{used} finished in {time.monotonic() - t0:.1f}s")
         try:
-            expected = await asyncio.to_thread(expected_files, prepared)
+            expected = await expecting
             check_complete(prepared.root / "output", expected)
         except OutputError as exc:
             raise Failure(EXIT_OUTPUT, exc.reason, str(exc)) from None
