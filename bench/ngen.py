@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -38,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "ngen.json"
 sys.path.insert(0, str(ROOT / "tests" / "ngen"))
-import ngenkit  # noqa: E402  (tests/ngen: runs the real binary without DMOD)
+import ngenkit
 
 PASSTHROUGH = "dmod.services.worker.models.passthrough.PassThrough"
 
@@ -101,7 +102,7 @@ def embedded_run(info: dict, scratch: Path) -> float:
     argv = [sys.executable, "-m", "dmod.services.worker.engine", info["gpkg"], "all", info["gpkg"], "all",
             "realization.json"]
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=run, capture_output=True, text=True)
+    proc = subprocess.run(argv, check=False, cwd=run, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"embedded engine exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -135,9 +136,7 @@ async def upload_inputs(gateway: str, info: dict) -> dict[str, str]:
             dataset = await ds.create(datasets_pb2.Dataset(display_name=f"bench-ngen-{role}-{uuid.uuid4().hex[:6]}",
                                                            category=category, data_format=data_format),
                                       uuid.uuid4().hex)
-            sem = asyncio.Semaphore(8)
-
-            async def put(path: str, src: Path, name: str = dataset.name) -> None:
+            async def put(path: str, src: Path, name: str = dataset.name, sem=asyncio.Semaphore(8)) -> None:
                 async with sem:
                     await ds.upload_bytes(name, path, src.read_bytes(), "application/octet-stream")
 
@@ -169,7 +168,10 @@ async def dmod_job(gateway: str, names: dict[str, str], info: dict, out_dir: Pat
         async for item in watch(stub, job.name):
             if item.HasField("event"):
                 ev = item.event
-                phases.setdefault(jobs_pb2.JobState.Name(ev.state).removeprefix("JOB_STATE_"), ev.time.ToDatetime().timestamp()); print("EV", jobs_pb2.JobState.Name(ev.state), ev.time.ToDatetime().strftime("%H:%M:%S.%f")) if os.environ.get("BENCH_TRACE") else None
+                state = jobs_pb2.JobState.Name(ev.state).removeprefix("JOB_STATE_")
+                phases.setdefault(state, ev.time.ToDatetime().timestamp())
+                if os.environ.get("BENCH_TRACE"):
+                    print(f"  event {state:<12} {ev.time.ToDatetime():%H:%M:%S.%f}", flush=True)
                 if ev.state in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED):
                     final = ev
                     break
@@ -185,7 +187,7 @@ async def dmod_job(gateway: str, names: dict[str, str], info: dict, out_dir: Pat
             await ds.download(obj, out_dir / obj.path)
     order = [s for s in ("PENDING", "VALIDATING", "STAGING", "PARTITIONING", "QUEUED", "STARTING", "RUNNING",
                          "FINALIZING", "SUCCEEDED") if s in phases]
-    spans = {f"{a}->{b}": round(phases[b] - phases[a], 3) for a, b in zip(order, order[1:])}
+    spans = {f"{a}->{b}": round(phases[b] - phases[a], 3) for a, b in itertools.pairwise(order)}
     return {"job": job.name, "wall_seconds": round(wall, 3), "phases": spans, "engine": job.engine,
             "engine_detail": job.engine_detail}
 

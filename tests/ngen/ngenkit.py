@@ -106,7 +106,7 @@ def run_ngen(run_dir: Path, ranks: int = 1, partition: Path | None = None,
     out = run_dir / "output"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    return subprocess.run(ngen_argv(run_dir, ranks, partition), cwd=run_dir, capture_output=True, text=True,
+    return subprocess.run(ngen_argv(run_dir, ranks, partition), check=False, cwd=run_dir, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
