@@ -186,32 +186,20 @@ class Preflight:
     # ---- realization ------------------------------------------------------------------------
     async def _engine(self, result: Result, doc: dict):
         """The engine this job runs on (see engine_caps.choose_engine), recorded in `result`."""
-        from dmod.services.worker.engine.realization import formulation_types
         from dmod.services.worker.engine_caps import (
             EngineUnsupported,
-            Needs,
             choose_engine,
             find_ngen,
+            needs_of,
             ngen_capabilities,
         )
 
         spec = self.spec
-        netcdf = ""
-        glob = doc.get("global") if isinstance(doc.get("global"), dict) else {}
-        blocks = [("global.forcing", glob.get("forcing"))]
-        if isinstance(doc.get("catchments"), dict):
-            blocks += [(f"catchments.{c}.forcing", b.get("forcing")) for c, b in doc["catchments"].items()
-                       if isinstance(b, dict)]
-        for where, block in blocks:
-            if isinstance(block, dict) and block.get("provider") == "NetCDF":
-                netcdf = f"realization.{where}.provider"
-                break
         try:
             geopackage = layout.pick_hydrofabric(self._paths("hydrofabric"))[0].endswith("gpkg")
         except layout.LayoutError:
             geopackage = False  # reported by the hydrofabric check
-        needs = Needs({k: f"realization.{w}" for k, w in formulation_types(doc).items()}, ranks=spec.cpu_count or 1,
-                      netcdf_forcing=netcdf, geopackage=geopackage)
+        needs = needs_of(doc, spec.cpu_count or 1, geopackage)
         path = find_ngen() if spec.engine in ("", "auto", "ngen") else None
         ngen = await asyncio.to_thread(ngen_capabilities, path) if path else None
         try:

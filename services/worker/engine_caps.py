@@ -198,6 +198,25 @@ def _lacks(caps: EngineCaps, needs: Needs) -> tuple[str, str] | None:
     return ", ".join(m for m, _ in problems), problems[0][1]
 
 
+def needs_of(doc: dict, ranks: int, geopackage: bool) -> Needs:
+    """What running realization `doc` on `ranks` ranks asks of an engine (fields name the
+    realization's parts)."""
+    from dmod.services.worker.engine.realization import formulation_types
+
+    netcdf = ""
+    glob = doc.get("global") if isinstance(doc.get("global"), dict) else {}
+    blocks = [("global.forcing", glob.get("forcing"))]
+    if isinstance(doc.get("catchments"), dict):
+        blocks += [(f"catchments.{c}.forcing", b.get("forcing")) for c, b in doc["catchments"].items()
+                   if isinstance(b, dict)]
+    for where, block in blocks:
+        if isinstance(block, dict) and block.get("provider") == "NetCDF":
+            netcdf = f"realization.{where}.provider"
+            break
+    return Needs({k: f"realization.{w}" for k, w in formulation_types(doc).items()}, ranks=ranks,
+                 netcdf_forcing=netcdf, geopackage=geopackage)
+
+
 def choose_engine(requested: str, needs: Needs, ngen: EngineCaps | None) -> EngineCaps:
     """The engine a job runs on. `requested`: auto | ngen | embedded; `ngen`: the capabilities
     of the installed binary (None: none installed). auto = ngen when it can run everything, else

@@ -201,3 +201,27 @@ def test_mismatched_launcher_fails_with_mpi_mismatch(ngen_case, tmp_path):
     assert exit_["reason"] == "MPI_MISMATCH"
     assert str(VENV_MPIEXEC) in exit_["message"] and "Open MPI" in exit_["message"]
     assert "rank 0 of 1" in exit_["message"]
+
+
+@needs_ngen
+def test_auto_engine_of_a_standalone_worker_follows_the_realization(ngen_case, tmp_path):
+    """engine=auto with an ngen installed: a bmi_c++ realization runs on ngen, a bmi_python one on
+    the embedded engine (this ngen has no Python) instead of ngen aborting."""
+    doc = json.loads((ngen_case / "realization.json").read_text())
+    python_doc = {**doc, "global": {**doc["global"], "formulations": [{"name": "bmi_python", "params": {
+        "model_type_name": "PassThrough", "python_type": "dmod.services.worker.models.passthrough.PassThrough",
+        "init_config": "", "main_output_variable": "Q_OUT", "uses_forcing_file": False,
+        "variables_names_map": {"atmosphere_water__liquid_equivalent_precipitation_rate": "precip_rate"}}}]}}
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "realization.json").write_text(json.dumps(python_doc))
+    spec = json.loads((ngen_case / "spec.json").read_text())
+    spec["inputs"]["realization"] = str(case / "realization.json")
+    (case / "spec.json").write_text(json.dumps(spec))
+    for folder, expected in ((ngen_case, "running ngen"), (case, "running embedded")):
+        workdir = tmp_path / f"run-{expected.split()[-1]}"
+        out = subprocess.run([sys.executable, "-m", "dmod.services.worker", "run", "--spec", str(folder / "spec.json"),
+                              "--ranks", "2", "--workdir", str(workdir)], check=False, capture_output=True, text=True,
+                             env={**os.environ, "DMOD_NGEN_PATH": str(NGEN)}, timeout=300)
+        assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+        assert expected in out.stdout + out.stderr

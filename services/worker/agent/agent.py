@@ -179,7 +179,7 @@ class Agent:
         from dmod.services.worker.agent.run import MpiRun, hostfile, model_command, mpiexec, session_nice
 
         try:
-            model, used = model_command(self.opts.engine)
+            model, used = model_command(self.opts.engine, prepared, ranks)
             if used == "ngen":
                 # The binary's own MPI decides the launcher; one rank needs none.
                 linked = mpi.binary_mpi(model[0])

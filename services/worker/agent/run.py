@@ -27,15 +27,28 @@ def mpiexec() -> str:
     return found
 
 
-def model_command(engine: str) -> tuple[list[str], str]:
-    """(argv prefix, engine used): ngen if asked for or installed (DMOD_NGEN_PATH or PATH), else
-    the embedded engine."""
-    ngen = os.environ.get("DMOD_NGEN_PATH") or shutil.which("ngen")
+def model_command(engine: str, prepared, ranks: int = 1) -> tuple[list[str], str]:
+    """(argv prefix, engine used). A job's worker gets the engine its pre-flight chose ("ngen" or
+    "embedded"); "auto" (standalone `--spec` runs) chooses as pre-flight does: ngen only when the
+    installed binary can run every formulation of the realization, else the embedded engine."""
+    from dmod.services.worker.engine_caps import (
+        EngineUnsupported,
+        choose_engine,
+        find_ngen,
+        needs_of,
+        ngen_capabilities,
+    )
+
+    ngen = find_ngen()
+    if engine == "auto":
+        needs = needs_of(prepared.doc, ranks, prepared.catchments.endswith("gpkg"))
+        try:
+            engine = choose_engine("auto", needs, ngen_capabilities(ngen) if ngen else None).name
+        except EngineUnsupported as exc:
+            raise FileNotFoundError(str(exc)) from None
     if engine == "ngen":
         if not ngen:
             raise FileNotFoundError("engine 'ngen' requested but no ngen binary (DMOD_NGEN_PATH or PATH)")
-        return [ngen], "ngen"
-    if engine == "auto" and ngen:
         return [ngen], "ngen"
     return [sys.executable, "-m", "dmod.services.worker.engine"], "embedded"
 
