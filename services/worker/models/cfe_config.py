@@ -165,25 +165,32 @@ def _parse_value(key: str, text: str):
     return text
 
 
-def read_cfe_config(path: str | os.PathLike) -> CfeConfig:
-    """Parse and validate one CFE config file; ModelConfigError names the key of any problem."""
-    path = os.fspath(path)
+def key_value_lines(path: str, kind: str):
+    """(where, key, value text) of each `key=value[units]` line of an OWP model config (CFE, PET);
+    blank and `#` lines skipped; ModelConfigError names the file and line of a malformed one."""
     try:
         with open(path, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelConfigError(f"cannot read CFE config {path}: {exc}") from exc
-    cfg = CfeConfig(path)
+        raise ModelConfigError(f"cannot read {kind} config {path}: {exc}") from exc
     for lineno, line in enumerate(lines, 1):
         if not line.strip() or line.strip().startswith("#"):
             continue
-        where = f"CFE config {path} line {lineno}"
+        where = f"{kind} config {path} line {lineno}"
         if "=" not in line:
             raise ModelConfigError(f"{where}: expected key=value, got {line.strip()!r}")
         try:
             key, text, _units = _split(line)
         except ValueError as exc:
             raise ModelConfigError(f"{where}: {exc}") from None
+        yield where, key, text
+
+
+def read_cfe_config(path: str | os.PathLike) -> CfeConfig:
+    """Parse and validate one CFE config file; ModelConfigError names the key of any problem."""
+    path = os.fspath(path)
+    cfg = CfeConfig(path)
+    for where, key, text in key_value_lines(path, "CFE"):
         key = ALIASES.get(key, key)
         if key not in KNOWN_KEYS:
             raise ModelConfigError(f"{where}: unknown key {key!r}")

@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 
 from .array_bmi import ArrayBmi, ModelConfigError
-from .cfe_config import _split
+from .cfe_config import key_value_lines
 
 LONGWAVE = "land_surface_radiation~incoming~longwave__energy_flux"
 PRESSURE = "land_surface_air__pressure"
@@ -71,22 +71,8 @@ SUPPORTED_METHODS = (1, 3)
 def read_pet_config(path: str | os.PathLike) -> dict[str, object]:
     """Parse a PET `key=value[units]` config; ModelConfigError names the key of any problem."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelConfigError(f"cannot read PET config {path}: {exc}") from exc
     out: dict[str, object] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        where = f"PET config {path} line {lineno}"
-        if "=" not in line:
-            raise ModelConfigError(f"{where}: expected key=value, got {line.strip()!r}")
-        try:
-            key, text, _units = _split(line)
-        except ValueError as exc:
-            raise ModelConfigError(f"{where}: {exc}") from None
+    for where, key, text in key_value_lines(path, "PET"):
         if key in PET_IGNORED:
             continue
         if key not in PET_KEYS:
