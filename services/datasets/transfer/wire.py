@@ -26,15 +26,20 @@ class UploadChunk:
         return "chunk"
 
 
-def parse_upload_request(raw: bytes):
-    if raw[:1] == bytes((_CHUNK_TAG,)):
+def _chunk_view(raw: bytes, tag: int) -> UploadChunk | None:
+    """The message as a chunk view when it is exactly one length-delimited field `tag`."""
+    if raw[:1] == bytes((tag,)):
         try:
             length, start = read_varint(raw, 1)
         except (IndexError, ValueError):
-            length, start = -1, 0
+            return None
         if start + length == len(raw):
             return UploadChunk(memoryview(raw)[start:])
-    return datasets_pb2.UploadObjectRequest.FromString(raw)
+    return None
+
+
+def parse_upload_request(raw: bytes):
+    return _chunk_view(raw, _CHUNK_TAG) or datasets_pb2.UploadObjectRequest.FromString(raw)
 
 
 _BATCH_CHUNK_TAG = 0x1A  # UploadObjectsRequest.chunk: field 3, wire type 2
@@ -42,11 +47,4 @@ _BATCH_CHUNK_TAG = 0x1A  # UploadObjectsRequest.chunk: field 3, wire type 2
 
 def parse_batch_request(raw: bytes):
     """UploadObjectsRequest: chunks as views (like `parse_upload_request`), the rest by protobuf."""
-    if raw[:1] == bytes((_BATCH_CHUNK_TAG,)):
-        try:
-            length, start = read_varint(raw, 1)
-        except (IndexError, ValueError):
-            length, start = -1, 0
-        if start + length == len(raw):
-            return UploadChunk(memoryview(raw)[start:])
-    return datasets_pb2.UploadObjectsRequest.FromString(raw)
+    return _chunk_view(raw, _BATCH_CHUNK_TAG) or datasets_pb2.UploadObjectsRequest.FromString(raw)
