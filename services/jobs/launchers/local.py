@@ -63,6 +63,20 @@ def _alive(handle: LaunchHandle) -> psutil.Process | None:
         return None
 
 
+
+# A worker runs the user's model code: it gets what it needs to run and to reach the gateway with
+# its job token, never the services' own settings (database URL, S3 and JWT keys, ...).
+_WORKER_VARS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+                          "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "DMOD_NGEN_PATH", "DMOD_MPIEXEC",
+                          "DMOD_WORKER_HEARTBEAT_SECONDS"})
+_WORKER_PREFIXES = ("LC_", "DMOD_ENGINE_", "OMPI_MCA_", "UCX_", "MPIR_CVAR_", "HYDRA_", "I_MPI_")
+
+
+def worker_environment(services_env) -> dict[str, str]:
+    """The part of the services' environment a local worker inherits (an allowlist)."""
+    return {k: v for k, v in services_env.items() if k in _WORKER_VARS or k.startswith(_WORKER_PREFIXES)}
+
+
 class ForkServer:
     """Client of forkserver.py: launches workers by forking a warm process (milliseconds instead
     of a fresh interpreter's import time). Child exits are reported back as events."""
@@ -82,9 +96,12 @@ class ForkServer:
         async with self._lock:
             if self.proc is not None and self.proc.returncode is None:
                 return True
+            # Its children are forked, not exec'd: their /proc/<pid>/environ is this process's
+            # initial environment, so it starts with the workers' allowlist only.
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "dmod.services.jobs.launchers.forkserver", stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 20)
+                stdout=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 20,
+                env=worker_environment(os.environ))
             lower_priority(self.proc.pid, self.nice)
             ready = await asyncio.wait_for(self.proc.stdout.readline(), 60)
             if not ready or "ready" not in json.loads(ready):
@@ -170,8 +187,8 @@ class LocalLauncher(Launcher):
         (folder / "exit.json").unlink(missing_ok=True)
         args = ["run", "--job", request.job, "--attempt", str(request.attempt), "--ranks", str(request.ranks),
                 "--engine", request.engine, "--server", request.server, "--workdir", str(folder)]
-        env = {**os.environ, **request.env, "DMOD_TOKEN": request.token, "DMOD_GATEWAY": request.server,
-               "PYTHONUNBUFFERED": "1"}
+        env = {**worker_environment(os.environ), **request.env, "DMOD_TOKEN": request.token,
+               "DMOD_GATEWAY": request.server, "PYTHONUNBUFFERED": "1"}
         key = (request.job, request.attempt)
         if self.forkserver is not None:
             try:
