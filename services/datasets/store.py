@@ -5,6 +5,8 @@ import datetime as dt
 import json
 import uuid
 
+import asyncpg
+
 from dmod.services.datasets import domain_codec
 from dmod.services.datasets.domains import HYDROFABRIC_ID, Domain
 
@@ -39,14 +41,23 @@ async def insert_dataset(conn, *, owner: str, display_name: str, category: int, 
         if row:
             return row, False
     doc, t0, t1, hf = _domain_columns(domain)
-    row = await conn.fetchrow(
-        f"""INSERT INTO datasets (id, owner, display_name, category, data_format, domain, time_begin, time_end,
-                hydrofabric_ids, description, labels, derived_from, request_id)
-            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12, $13)
-            ON CONFLICT (owner, request_id) WHERE request_id IS NOT NULL DO NOTHING
-            RETURNING {_DATASET_COLUMNS}""",
-        uuid.uuid4(), owner, display_name, category, data_format, doc, t0, t1, hf, description, jsonb(labels),
-        derived_from, request_id)
+    try:
+        row = await conn.fetchrow(
+            f"""INSERT INTO datasets (id, owner, display_name, category, data_format, domain, time_begin, time_end,
+                    hydrofabric_ids, description, labels, derived_from, request_id)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12, $13)
+                ON CONFLICT (owner, request_id) WHERE request_id IS NOT NULL DO NOTHING
+                RETURNING {_DATASET_COLUMNS}""",
+            uuid.uuid4(), owner, display_name, category, data_format, doc, t0, t1, hf, description, jsonb(labels),
+            derived_from, request_id)
+    except asyncpg.UniqueViolationError:
+        # Two concurrent creates of one request: the second may trip over the first's display name
+        # (checked before the request id). It is the same dataset, not a taken name.
+        twin = await conn.fetchrow(f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE owner = $1 AND request_id = $2",
+                                   owner, request_id) if request_id else None
+        if twin is None:
+            raise
+        return twin, False
     if row is None:  # lost a race with the same request_id
         row = await conn.fetchrow(f"SELECT {_DATASET_COLUMNS} FROM datasets WHERE owner = $1 AND request_id = $2",
                                   owner, request_id)
