@@ -41,6 +41,19 @@ async def upload(channel, role: str, category: int, data_format: int, files: dic
     return dataset.name
 
 
+async def upload_inputs(channel, hydrofabric: dict[str, Path], forcing: dict[str, Path], realization: Path,
+                        library: dict[str, Path]) -> dict[str, str]:
+    """The four input datasets of an ngen job (role -> datasets/{id})."""
+    return {
+        "hydrofabric": await upload(channel, "hf", C.DATA_CATEGORY_HYDROFABRIC,
+                                    F.DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC, hydrofabric),
+        "forcing": await upload(channel, "forcing", C.DATA_CATEGORY_FORCING, F.DATA_FORMAT_AORC_CSV, forcing),
+        "realization": await upload(channel, "realization", C.DATA_CATEGORY_CONFIG,
+                                    F.DATA_FORMAT_NGEN_REALIZATION_CONFIG, {"realization.json": realization}),
+        "bmi_library": await upload(channel, "models", C.DATA_CATEGORY_CONFIG, F.DATA_FORMAT_BMI_LIBRARY, library),
+    }
+
+
 def tree(folder: Path, prefix: str = "") -> dict[str, Path]:
     return {prefix + p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
 
@@ -98,18 +111,8 @@ async def synthetic_datasets(stack, synthetic) -> dict[str, str]:
 
     run = synthetic["run"]
     async with grpc.aio.insecure_channel(stack.gateway) as ch:
-        return {
-            "hydrofabric": await upload(ch, "hf", C.DATA_CATEGORY_HYDROFABRIC,
-                                        F.DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC,
-                                        {"hydrofabric.gpkg": run / "hydrofabric.gpkg"}),
-            "forcing": await upload(ch, "forcing", C.DATA_CATEGORY_FORCING, F.DATA_FORMAT_AORC_CSV,
-                                    tree(run / "forcing")),
-            "realization": await upload(ch, "realization", C.DATA_CATEGORY_CONFIG,
-                                        F.DATA_FORMAT_NGEN_REALIZATION_CONFIG,
-                                        {"realization.json": run / "realization.json"}),
-            "bmi_library": await upload(ch, "lib", C.DATA_CATEGORY_CONFIG, F.DATA_FORMAT_BMI_LIBRARY,
-                                        {**tree(run / "lib", "lib/"), **tree(run / "config", "config/")}),
-        }
+        return await upload_inputs(ch, {"hydrofabric.gpkg": run / "hydrofabric.gpkg"}, tree(run / "forcing"),
+                                   run / "realization.json", {**tree(run / "lib", "lib/"), **tree(run / "config", "config/")})
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
@@ -153,18 +156,9 @@ async def gauge_datasets(stack, gauge) -> dict[str, str]:
     libs = ngenkit.test_model_library().parent
     library_files = {f"lib/{name}": libs / name for name in ("libslothmodel.so", "libpetbmi.so", "libcfebmi.so")}
     async with grpc.aio.insecure_channel(stack.gateway) as ch:
-        return {
-            "hydrofabric": await upload(ch, "gauge-hf", C.DATA_CATEGORY_HYDROFABRIC,
-                                        F.DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC,
-                                        {"gauge_01073000.gpkg": GAUGE / "gauge_01073000.gpkg"}),
-            "forcing": await upload(ch, "gauge-forcing", C.DATA_CATEGORY_FORCING, F.DATA_FORMAT_AORC_CSV,
-                                    tree(GAUGE / "forcing")),
-            "realization": await upload(ch, "gauge-realization", C.DATA_CATEGORY_CONFIG,
-                                        F.DATA_FORMAT_NGEN_REALIZATION_CONFIG,
-                                        {"realization.json": GAUGE / "realization_sloth_pet_cfe.json"}),
-            "bmi_library": await upload(ch, "gauge-models", C.DATA_CATEGORY_CONFIG, F.DATA_FORMAT_BMI_LIBRARY,
-                                        {**library_files, **tree(GAUGE / "CFE", "CFE/"), **tree(GAUGE / "PET", "PET/")}),
-        }
+        return await upload_inputs(ch, {"gauge_01073000.gpkg": GAUGE / "gauge_01073000.gpkg"}, tree(GAUGE / "forcing"),
+                                   GAUGE / "realization_sloth_pet_cfe.json",
+                                   {**library_files, **tree(GAUGE / "CFE", "CFE/"), **tree(GAUGE / "PET", "PET/")})
 
 
 @pytest.mark.parametrize("ranks", [1, 2])
