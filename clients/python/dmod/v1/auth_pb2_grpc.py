@@ -55,6 +55,11 @@ class AuthServiceStub:
                 request_serializer=dmod_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
                 response_deserializer=dmod_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
                 _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/dmod.v1.AuthService/ListUsers',
+                request_serializer=dmod_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=dmod_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -81,7 +86,15 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateUser(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Admins only: every user, by username.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -108,6 +121,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.CreateUser,
                     request_deserializer=dmod_dot_v1_dot_auth__pb2.CreateUserRequest.FromString,
                     response_serializer=dmod_dot_v1_dot_auth__pb2.CreateUserResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=dmod_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
+                    response_serializer=dmod_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +237,33 @@ class AuthService:
             '/dmod.v1.AuthService/CreateUser',
             dmod_dot_v1_dot_auth__pb2.CreateUserRequest.SerializeToString,
             dmod_dot_v1_dot_auth__pb2.CreateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmod.v1.AuthService/ListUsers',
+            dmod_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
+            dmod_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

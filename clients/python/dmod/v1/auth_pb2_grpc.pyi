@@ -38,6 +38,9 @@ class AuthServiceStub:
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
     """Public keys as a JWKS document, for Envoy's jwt_authn and services."""
     CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]
+    """Admins only."""
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
+    """Admins only: every user, by username."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -49,6 +52,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
     """Public keys as a JWKS document, for Envoy's jwt_authn and services."""
     CreateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateUserRequest, _auth_pb2.CreateUserResponse]  # type: ignore[assignment]
+    """Admins only."""
+    ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
+    """Admins only: every user, by username."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users and tokens. Tokens are short-lived JWTs (EdDSA) verified locally by every service and Envoy."""
@@ -80,6 +86,15 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _auth_pb2.CreateUserRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_auth_pb2.CreateUserResponse, _abc.Awaitable[_auth_pb2.CreateUserResponse]]: ...
+    ) -> _typing.Union[_auth_pb2.CreateUserResponse, _abc.Awaitable[_auth_pb2.CreateUserResponse]]:
+        """Admins only."""
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _auth_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
+        """Admins only: every user, by username."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,6 +22,32 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DatasetVisibility:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DatasetVisibilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DatasetVisibility.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DATASET_VISIBILITY_UNSPECIFIED: _DatasetVisibility.ValueType  # 0
+    """In a request: PRIVATE (create) or unchanged."""
+    DATASET_VISIBILITY_PRIVATE: _DatasetVisibility.ValueType  # 1
+    """The owner, its `readers` and admins."""
+    DATASET_VISIBILITY_PUBLIC: _DatasetVisibility.ValueType  # 2
+    """Every authenticated user may read, download and find it with SearchDatasets."""
+
+class DatasetVisibility(_DatasetVisibility, metaclass=_DatasetVisibilityEnumTypeWrapper):
+    """Who may read a dataset besides its owner, the readers it names and admins. Only the owner and
+    admins ever change a dataset (metadata, objects, sharing).
+    """
+
+DATASET_VISIBILITY_UNSPECIFIED: DatasetVisibility.ValueType  # 0
+"""In a request: PRIVATE (create) or unchanged."""
+DATASET_VISIBILITY_PRIVATE: DatasetVisibility.ValueType  # 1
+"""The owner, its `readers` and admins."""
+DATASET_VISIBILITY_PUBLIC: DatasetVisibility.ValueType  # 2
+"""Every authenticated user may read, download and find it with SearchDatasets."""
+Global___DatasetVisibility: _TypeAlias = DatasetVisibility  # noqa: Y015
+
 class _DatasetState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -78,6 +104,8 @@ class Dataset(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     SEAL_TIME_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    READERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """datasets/{id}; output only."""
     display_name: _builtins.str
@@ -93,6 +121,8 @@ class Dataset(_message.Message):
     """Output only."""
     object_count: _builtins.int
     """Output only."""
+    visibility: Global___DatasetVisibility.ValueType
+    """PRIVATE by default. Settable by the owner (and admins) at creation and with UpdateDataset."""
     @_builtins.property
     def domain(self) -> _domain_pb2.Domain: ...
     @_builtins.property
@@ -107,6 +137,12 @@ class Dataset(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def seal_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def readers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who else may read a PRIVATE dataset: "users/{username}" or "groups/{group}" (at most 100).
+        Readers may get, list, download and search it; they never change it.
+        """
+
     def __init__(
         self,
         *,
@@ -125,10 +161,12 @@ class Dataset(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         seal_time: _timestamp_pb2.Timestamp | None = ...,
+        visibility: Global___DatasetVisibility.ValueType = ...,
+        readers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "domain", b"domain", "seal_time", b"seal_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "data_format", b"data_format", "derived_from", b"derived_from", "description", b"description", "display_name", b"display_name", "domain", b"domain", "labels", b"labels", "name", b"name", "object_count", b"object_count", "owner", b"owner", "seal_time", b"seal_time", "size_bytes", b"size_bytes", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "create_time", b"create_time", "data_format", b"data_format", "derived_from", b"derived_from", "description", b"description", "display_name", b"display_name", "domain", b"domain", "labels", b"labels", "name", b"name", "object_count", b"object_count", "owner", b"owner", "readers", b"readers", "seal_time", b"seal_time", "size_bytes", b"size_bytes", "state", b"state", "update_time", b"update_time", "visibility", b"visibility"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -316,6 +354,8 @@ Global___ListDatasetsRequest: _TypeAlias = ListDatasetsRequest  # noqa: Y015
 
 @_typing.final
 class ListDatasetsResponse(_message.Message):
+    """Only datasets the caller may read (admins: all)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DATASETS_FIELD_NUMBER: _builtins.int
@@ -347,7 +387,9 @@ class UpdateDatasetRequest(_message.Message):
     def dataset(self) -> Global___Dataset: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields: display_name, description, labels, domain (domain only while OPEN)."""
+        """Fields: display_name, description, labels, domain (domain only while OPEN), visibility,
+        readers (also on a SEALED dataset: sharing is not content).
+        """
 
     def __init__(
         self,

@@ -220,7 +220,9 @@ class DataRequirement(_message.Message):
     category: Global___DataCategory.ValueType
     data_format: Global___DataFormat.ValueType
     owner: _builtins.str
-    """Restrict the search to datasets of this owner (empty: the caller's and public ones)."""
+    """Restrict the search to datasets of this owner the caller may read (empty: the caller's own,
+    those shared with the caller or a group of the caller, and public ones).
+    """
     @_builtins.property
     def domain(self) -> Global___Domain: ...
     def __init__(

@@ -119,7 +119,9 @@ class WatchEventsRequest(_message.Message):
 
     JOB_FIELD_NUMBER: _builtins.int
     job: _builtins.str
-    """Only events of this job (jobs/{id}); empty: all."""
+    """Only events of this job (jobs/{id}, one the caller owns unless an admin); empty: every job
+    for admins, the caller's own jobs for other users.
+    """
     def __init__(
         self,
         *,

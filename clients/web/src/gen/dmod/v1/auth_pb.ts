@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file dmod/v1/auth.proto.
  */
 export const file_dmod_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJkbW9kL3YxL2F1dGgucHJvdG8SB2Rtb2QudjEiZgoEVXNlchIMCgRuYW1lGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEg0KBXJvbGVzGAMgAygJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIyCgxMb2dpblJlcXVlc3QSEAoIdXNlcm5hbWUYASABKAkSEAoIcGFzc3dvcmQYAiABKAkicwoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhsKBHVzZXIYAyABKAsyDS5kbW9kLnYxLlVzZXIiFwoVR2V0Q3VycmVudFVzZXJSZXF1ZXN0IjUKFkdldEN1cnJlbnRVc2VyUmVzcG9uc2USGwoEdXNlchgBIAEoCzINLmRtb2QudjEuVXNlciIQCg5HZXRKd2tzUmVxdWVzdCIkCg9HZXRKd2tzUmVzcG9uc2USEQoJandrc19qc29uGAEgASgJIkYKEUNyZWF0ZVVzZXJSZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEg0KBXJvbGVzGAMgAygJIjEKEkNyZWF0ZVVzZXJSZXNwb25zZRIbCgR1c2VyGAEgASgLMg0uZG1vZC52MS5Vc2VyMp0CCgtBdXRoU2VydmljZRI2CgVMb2dpbhIVLmRtb2QudjEuTG9naW5SZXF1ZXN0GhYuZG1vZC52MS5Mb2dpblJlc3BvbnNlElEKDkdldEN1cnJlbnRVc2VyEh4uZG1vZC52MS5HZXRDdXJyZW50VXNlclJlcXVlc3QaHy5kbW9kLnYxLkdldEN1cnJlbnRVc2VyUmVzcG9uc2USPAoHR2V0SndrcxIXLmRtb2QudjEuR2V0Sndrc1JlcXVlc3QaGC5kbW9kLnYxLkdldEp3a3NSZXNwb25zZRJFCgpDcmVhdGVVc2VyEhouZG1vZC52MS5DcmVhdGVVc2VyUmVxdWVzdBobLmRtb2QudjEuQ3JlYXRlVXNlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChJkbW9kL3YxL2F1dGgucHJvdG8SB2Rtb2QudjEidgoEVXNlchIMCgRuYW1lGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEg0KBXJvbGVzGAMgAygJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZncm91cHMYBSADKAkiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJInMKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCgR1c2VyGAMgASgLMg0uZG1vZC52MS5Vc2VyIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCI1ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiEAoOR2V0Sndrc1JlcXVlc3QiJAoPR2V0Sndrc1Jlc3BvbnNlEhEKCWp3a3NfanNvbhgBIAEoCSJWChFDcmVhdGVVc2VyUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRINCgVyb2xlcxgDIAMoCRIOCgZncm91cHMYBCADKAkiMQoSQ3JlYXRlVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJKChFMaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLmRtb2QudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky4QIKC0F1dGhTZXJ2aWNlEjYKBUxvZ2luEhUuZG1vZC52MS5Mb2dpblJlcXVlc3QaFi5kbW9kLnYxLkxvZ2luUmVzcG9uc2USUQoOR2V0Q3VycmVudFVzZXISHi5kbW9kLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBofLmRtb2QudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZRI8CgdHZXRKd2tzEhcuZG1vZC52MS5HZXRKd2tzUmVxdWVzdBoYLmRtb2QudjEuR2V0Sndrc1Jlc3BvbnNlEkUKCkNyZWF0ZVVzZXISGi5kbW9kLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GhsuZG1vZC52MS5DcmVhdGVVc2VyUmVzcG9uc2USQgoJTGlzdFVzZXJzEhkuZG1vZC52MS5MaXN0VXNlcnNSZXF1ZXN0GhouZG1vZC52MS5MaXN0VXNlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message dmod.v1.User
@@ -39,6 +39,13 @@ export type User = Message<"dmod.v1.User"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 4;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Groups the user belongs to: a dataset shared with "groups/{group}" is readable by its members.
+   *
+   * @generated from field: repeated string groups = 5;
+   */
+  groups: string[];
 };
 
 /**
@@ -175,6 +182,13 @@ export type CreateUserRequest = Message<"dmod.v1.CreateUserRequest"> & {
    * @generated from field: repeated string roles = 3;
    */
   roles: string[];
+
+  /**
+   * Same syntax as usernames.
+   *
+   * @generated from field: repeated string groups = 4;
+   */
+  groups: string[];
 };
 
 /**
@@ -200,6 +214,52 @@ export type CreateUserResponse = Message<"dmod.v1.CreateUserResponse"> & {
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
   messageDesc(file_dmod_v1_auth, 8);
+
+/**
+ * @generated from message dmod.v1.ListUsersRequest
+ */
+export type ListUsersRequest = Message<"dmod.v1.ListUsersRequest"> & {
+  /**
+   * Default 100, at most 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message dmod.v1.ListUsersRequest.
+ * Use `create(ListUsersRequestSchema)` to create a new message.
+ */
+export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_auth, 9);
+
+/**
+ * @generated from message dmod.v1.ListUsersResponse
+ */
+export type ListUsersResponse = Message<"dmod.v1.ListUsersResponse"> & {
+  /**
+   * @generated from field: repeated dmod.v1.User users = 1;
+   */
+  users: User[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message dmod.v1.ListUsersResponse.
+ * Use `create(ListUsersResponseSchema)` to create a new message.
+ */
+export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_auth, 10);
 
 /**
  * Users and tokens. Tokens are short-lived JWTs (EdDSA) verified locally by every service and Envoy.
@@ -234,12 +294,24 @@ export const AuthService: GenService<{
     output: typeof GetJwksResponseSchema;
   },
   /**
+   * Admins only.
+   *
    * @generated from rpc dmod.v1.AuthService.CreateUser
    */
   createUser: {
     methodKind: "unary";
     input: typeof CreateUserRequestSchema;
     output: typeof CreateUserResponseSchema;
+  },
+  /**
+   * Admins only: every user, by username.
+   *
+   * @generated from rpc dmod.v1.AuthService.ListUsers
+   */
+  listUsers: {
+    methodKind: "unary";
+    input: typeof ListUsersRequestSchema;
+    output: typeof ListUsersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dmod_v1_auth, 0);

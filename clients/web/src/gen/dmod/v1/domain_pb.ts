@@ -122,7 +122,8 @@ export type DataRequirement = Message<"dmod.v1.DataRequirement"> & {
   domain?: Domain | undefined;
 
   /**
-   * Restrict the search to datasets of this owner (empty: the caller's and public ones).
+   * Restrict the search to datasets of this owner the caller may read (empty: the caller's own,
+   * those shared with the caller or a group of the caller, and public ones).
    *
    * @generated from field: string owner = 4;
    */

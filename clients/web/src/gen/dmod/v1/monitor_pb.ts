@@ -109,7 +109,8 @@ export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
  */
 export type WatchEventsRequest = Message<"dmod.v1.WatchEventsRequest"> & {
   /**
-   * Only events of this job (jobs/{id}); empty: all.
+   * Only events of this job (jobs/{id}, one the caller owns unless an admin); empty: every job
+   * for admins, the caller's own jobs for other users.
    *
    * @generated from field: string job = 1;
    */
