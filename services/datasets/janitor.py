@@ -26,6 +26,8 @@ async def sweep(pool, blobs) -> tuple[int, int]:
     async with pool.acquire() as conn, conn.transaction():
         due = await upload_rows.due_garbage(conn)
         for row in due:
+            if row["in_use"]:
+                continue
             if row["multipart_id"]:
                 await blobs.abort_multipart(row["s3_key"], row["multipart_id"])
             await blobs.remove(row["s3_key"])

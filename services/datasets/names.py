@@ -70,5 +70,11 @@ def object_key(dataset_id: uuid.UUID | str, upload_id: uuid.UUID | str, path: st
     return f"{_PREFIX}{dataset_id}/{upload_id}/{path}"
 
 
+def pack_key(dataset_id: uuid.UUID | str, upload_id: uuid.UUID | str, number: int) -> str:
+    """S3 key of a pack (small objects of one UploadObjects call stored back to back): beside the
+    call's object keys, never equal to one (those all sit under `{upload_id}/`)."""
+    return f"{_PREFIX}{dataset_id}/{upload_id}.pack{number}"
+
+
 def dataset_prefix(dataset_id: uuid.UUID | str) -> str:
     return f"{_PREFIX}{dataset_id}/"

@@ -148,7 +148,17 @@ async def delete_dataset(conn, dataset_id: uuid.UUID) -> None:
 
 # ---- objects ---------------------------------------------------------------------------------
 
-_OBJECT_COLUMNS = "dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id, create_time"
+_OBJECT_COLUMNS = "dataset_id, path, size_bytes, sha256, content_type, s3_key, pack_offset, upload_id, create_time"
+
+
+def stored_range(s3_key: str, pack_offset: int | None, size: int, offset: int = 0,
+                 length: int = 0) -> tuple[str, int, int]:
+    """Where bytes [offset, offset + length) of an object live in S3: (key, offset, length), length
+    0 meaning "to the end of the S3 object". A packed object's range is always explicit (its end
+    is not the pack's end)."""
+    if pack_offset is None:
+        return s3_key, offset, length
+    return s3_key, pack_offset + offset, length or size - offset
 
 
 async def get_object(conn, dataset_id: uuid.UUID, path: str):

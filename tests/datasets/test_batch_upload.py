@@ -46,7 +46,9 @@ async def test_batch_round_trip_with_checksums(ds, dataset, s3):
     assert reply.objects[0].content_type == "text/csv" and reply.objects[-1].content_type == "application/json"
     info = await ds.get_dataset(dataset.name)
     assert (info.object_count, info.size_bytes) == (len(files), sum(len(d) for _, d in files))
-    assert len(await stored_keys(s3, dataset.name)) == len(files)
+    # the small objects share one pack; the 2 MiB one is stored alone
+    keys = await stored_keys(s3, dataset.name)
+    assert len(keys) == 2 and keys[0].endswith(".pack0") and keys[1].endswith("/multi-chunk.bin"), keys
 
     # a second batch replaces some objects and adds one; the counters follow
     again = [("out/cat-0.csv", b"replaced\n"), ("new.csv", b"a,b\n")]
@@ -195,3 +197,58 @@ async def test_client_uploads_a_directory_in_batches(ds, dataset, tmp_path, monk
     assert {o.path: o.sha256 for o in objects} == {f"p/{n}": sha(d) for n, d in files.items()}
     assert calls == ["p/big.bin"]  # the only file above the batch threshold
     assert seen[-1] == (sum(len(d) for d in files.values()),) * 2
+
+
+async def test_packed_objects_read_like_any_object(ds, dataset, s3, tmp_path):
+    """Ranges, whole-file downloads (the client falls back from a URL to the stream) and
+    DATA_LOSS on damaged bytes behave for a packed object as for one stored alone."""
+    files = [(f"p/{i}.txt", bytes([65 + i]) * (1000 + i)) for i in range(5)]
+    await ds.stub.UploadObjects(batch(dataset.name, files))
+    name = f"{dataset.name}/objects/p/2.txt"
+    assert await ds.download_bytes(name, offset=10, length=7) == b"C" * 7
+    assert await ds.download_bytes(name, offset=990) == b"C" * 12  # to the object's end, not the pack's
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ds.stub.CreateDownloadUrl(datasets_pb2.CreateDownloadUrlRequest(name=name))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and reason(err.value) == "OBJECT_PACKED"
+    await ds.download_file(name, tmp_path / "2.txt", via="auto")
+    assert (tmp_path / "2.txt").read_bytes() == b"C" * 1002
+
+    # damage one member inside the pack: that object fails DATA_LOSS, its neighbours still verify
+    (pack,) = [k for k in await stored_keys(s3, dataset.name) if k.endswith(".pack0")]
+    blob = bytearray(s3.get_object("dmod", pack).read())
+    blob[1000 + 1001 + 5] ^= 0xFF  # a byte of p/2.txt
+    import io
+    s3.put_object("dmod", pack, io.BytesIO(bytes(blob)), len(blob))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ds.download_bytes(name)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert await ds.download_bytes(f"{dataset.name}/objects/p/3.txt") == b"D" * 1003
+
+
+async def test_a_pack_is_removed_only_when_no_object_points_into_it(ds, dataset, s3, db, settings):
+    from .test_cleanup import sweep
+
+    files = [(f"{i}.csv", f"{i}\n".encode() * 50) for i in range(3)]
+    await ds.stub.UploadObjects(batch(dataset.name, files))
+    (pack,) = await stored_keys(s3, dataset.name)
+
+    async def expire_and_sweep():
+        await db.execute("UPDATE dataset_garbage SET delete_after = now() - interval '1 second' "
+                         "WHERE s3_key LIKE $1", dataset.name + "/%")
+        await sweep(settings)
+
+    # one member replaced, one deleted: the pack still holds the third
+    await ds.upload_bytes(dataset.name, "0.csv", b"new\n")
+    await ds.delete_object(f"{dataset.name}/objects/1.csv")
+    await expire_and_sweep()
+    assert pack in await stored_keys(s3, dataset.name)
+    assert await ds.download_bytes(f"{dataset.name}/objects/2.csv") == b"2\n" * 50
+    assert await db.fetchval("SELECT count(*) FROM dataset_garbage WHERE s3_key = $1", pack) == 0
+
+    # the last member replaced by a new batch: now the pack goes
+    await ds.stub.UploadObjects(batch(dataset.name, [("2.csv", b"two\n")]))
+    await expire_and_sweep()
+    left = await stored_keys(s3, dataset.name)
+    assert pack not in left and len(left) == 2, left
+    assert {o.path: await ds.download_bytes(o.name) for o in await ds.list_objects(dataset.name)} == {
+        "0.csv": b"new\n", "2.csv": b"two\n"}

@@ -614,11 +614,11 @@ class DatasetsClient:
     async def _download_by_url(self, name: str, dest: Path, progress: Progress | None, *,
                                required: bool) -> datasets_pb2.DataObject | None:
         """The URL path of download_file; None = not taken (small object, S3 not reachable from
-        here, older server) unless `required`."""
+        here, older server, a small object stored in a pack) unless `required`."""
         try:
             url = await self.create_download_url(name)
         except grpc.aio.AioRpcError as exc:
-            if required or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            if required or exc.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION):
                 raise
             return None
         if not url.HasField("object"):  # an older server: it does not state the size

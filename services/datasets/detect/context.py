@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmod.services.datasets import store
+
 
 class BadFile(Exception):
     """A file that cannot be read as the format being detected."""
@@ -28,6 +30,7 @@ class Obj:
     size: int
     sha256: str
     s3_key: str
+    pack_offset: int | None = None
 
     @property
     def suffix(self) -> str:
@@ -41,7 +44,8 @@ class Obj:
 class DetectionContext:
     def __init__(self, blobs, objects):
         self.blobs = blobs
-        self.objects = [o if isinstance(o, Obj) else Obj(o["path"], o["size_bytes"], o["sha256"], o["s3_key"])
+        self.objects = [o if isinstance(o, Obj) else Obj(o["path"], o["size_bytes"], o["sha256"], o["s3_key"],
+                                                                      o["pack_offset"])
                         for o in objects]
         self._tmp: str | None = None
         self.current: str | None = None  # the object last read: named when a reader fails unexpectedly
@@ -54,7 +58,8 @@ class DetectionContext:
         self.current = obj.path
         if obj.size == 0 or (length and offset >= obj.size):
             return b""
-        response = self.blobs.client.get_object(self.blobs.bucket, obj.s3_key, offset=offset, length=length)
+        key, offset, length = store.stored_range(obj.s3_key, obj.pack_offset, obj.size, offset, length)
+        response = self.blobs.client.get_object(self.blobs.bucket, key, offset=offset, length=length)
         try:
             return response.read()
         finally:
@@ -76,7 +81,10 @@ class DetectionContext:
         local = Path(self._tmp) / obj.path
         if not local.exists():
             local.parent.mkdir(parents=True, exist_ok=True)
-            self.blobs.client.fget_object(self.blobs.bucket, obj.s3_key, str(local))
+            if obj.pack_offset is None:
+                self.blobs.client.fget_object(self.blobs.bucket, obj.s3_key, str(local))
+            else:
+                local.write_bytes(self.read(obj))
         return local
 
     def map(self, fn, items, threads: int = 16) -> list:

@@ -48,17 +48,18 @@ async def commit(pool, blobs, *, dataset_id: uuid.UUID, path: str, size: int, sh
 
 _BATCH_SQL = f"""
     WITH input AS (
-        SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-            AS t(path, size_bytes, sha256, content_type, s3_key)
+        SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $9::bigint[])
+            AS t(path, size_bytes, sha256, content_type, s3_key, pack_offset)
     ), prev AS (
         SELECT o.path, o.s3_key, o.size_bytes FROM dataset_objects o
         WHERE o.dataset_id = $1 AND o.path IN (SELECT path FROM input)
     ), up AS (
-        INSERT INTO dataset_objects (dataset_id, path, size_bytes, sha256, content_type, s3_key, upload_id)
-        SELECT $1, path, size_bytes, sha256, content_type, s3_key, $7 FROM input
+        INSERT INTO dataset_objects (dataset_id, path, size_bytes, sha256, content_type, s3_key, pack_offset,
+                                     upload_id)
+        SELECT $1, path, size_bytes, sha256, content_type, s3_key, pack_offset, $7 FROM input
         ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes,
             sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key,
-            upload_id = EXCLUDED.upload_id, create_time = now()
+            pack_offset = EXCLUDED.pack_offset, upload_id = EXCLUDED.upload_id, create_time = now()
         RETURNING {store._OBJECT_COLUMNS}
     ), counters AS (
         UPDATE datasets SET
@@ -69,7 +70,7 @@ _BATCH_SQL = f"""
         WHERE id = $1
     ), garbage AS (
         INSERT INTO dataset_garbage (s3_key, delete_after)
-        SELECT s3_key, now() + make_interval(secs => $8) FROM prev
+        SELECT DISTINCT s3_key, now() + make_interval(secs => $8) FROM prev
         ON CONFLICT (s3_key) DO UPDATE SET delete_after = EXCLUDED.delete_after
     )
     SELECT * FROM up"""
@@ -79,9 +80,11 @@ async def commit_batch(conn, *, dataset_id: uuid.UUID, upload_id: uuid.UUID, obj
     """Make many uploaded objects visible at once, in the caller's transaction: the dataset row
     lock (which rejects a SEALED or vanished dataset), then one statement that upserts every
     object row, keeps the dataset's counters and queues the replaced versions for removal.
-    `objects`: (path, size, sha256, content_type, s3_key) with distinct paths whose keys are
-    new (this upload's). Returns the object rows, in no particular order."""
+    `objects`: (path, size, sha256, content_type, s3_key, pack_offset or None) with distinct
+    paths whose keys are new (this upload's). A replaced packed version queues its pack, which the
+    janitor removes only once no row points into it. Returns the object rows, in no particular order."""
     await check_writable(conn, dataset_id, lock=True)
-    paths, sizes, digests, types, keys = (list(c) for c in zip(*objects, strict=True)) if objects else ([],) * 5
+    paths, sizes, digests, types, keys, offsets = (
+        (list(c) for c in zip(*objects, strict=True)) if objects else ([],) * 6)
     return await conn.fetch(_BATCH_SQL, dataset_id, paths, sizes, digests, types, keys, upload_id,
-                            float(REPLACED_GRACE_SECONDS))
+                            float(REPLACED_GRACE_SECONDS), offsets)

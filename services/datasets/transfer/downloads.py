@@ -50,9 +50,11 @@ async def download(pool, blobs, request: datasets_pb2.DownloadObjectRequest):
     first = datasets_pb2.DownloadObjectResponse(object=convert.data_object(row))
     if end > request.offset:
         try:
-            # A whole object is read to its real end, so a stored object longer than recorded shows.
-            length = 0 if whole else end - request.offset
-            async for block in read_blocks(blobs, row["s3_key"], request.offset, length, block=CHUNK, hasher=hasher):
+            # A whole object is read to its real end, so a stored object longer than recorded shows
+            # (a packed object ends inside its pack: its checksum covers it).
+            key, start, length = store.stored_range(row["s3_key"], row["pack_offset"], size, request.offset,
+                                                    0 if whole else end - request.offset)
+            async for block in read_blocks(blobs, key, start, length, block=CHUNK, hasher=hasher):
                 sent += len(block)
                 if sent > end - request.offset:
                     raise DataLoss(f"{request.name}: the stored object is longer than recorded ({size} bytes)",

@@ -104,6 +104,9 @@ async def finalize_upload(pool, blobs, request: datasets_pb2.FinalizeUploadReque
 
 async def create_download_url(pool, blobs, request: datasets_pb2.CreateDownloadUrlRequest):
     row = await object_row(pool, request.name)
+    if row["pack_offset"] is not None:  # a URL would serve the whole pack
+        raise FailedPrecondition(f"{request.name} is a small object stored in a pack with others; download it "
+                                 "with DownloadObject", reason="OBJECT_PACKED")
     filename = row["path"].rsplit("/", 1)[-1].replace('"', "")
     url = await blobs.presigned_get(row["s3_key"], URL_TTL, filename)
     return datasets_pb2.CreateDownloadUrlResponse(url=url, sha256=row["sha256"],

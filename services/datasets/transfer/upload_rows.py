@@ -97,8 +97,13 @@ async def add_garbage(conn, s3_key: str, multipart_id: str | None = None, delay_
 
 
 async def due_garbage(conn, limit: int = 500):
-    return await conn.fetch("SELECT s3_key, multipart_id FROM dataset_garbage WHERE delete_after < now() "
-                            "ORDER BY delete_after LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+    """Keys past their grace period; `in_use`: a pack some object row still points into (one of
+    its objects was replaced, not all) — dropped from the queue, kept in S3."""
+    return await conn.fetch(
+        """SELECT g.s3_key, g.multipart_id, EXISTS (
+               SELECT 1 FROM dataset_objects o WHERE o.s3_key = g.s3_key AND o.pack_offset IS NOT NULL) AS in_use
+           FROM dataset_garbage g WHERE g.delete_after < now()
+           ORDER BY g.delete_after LIMIT $1 FOR UPDATE OF g SKIP LOCKED""", limit)
 
 
 async def drop_garbage(conn, keys: list[str]) -> None:
