@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
 import re
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
@@ -12,10 +15,21 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from dmod.services.runtime.app import App
 from dmod.services.runtime.auth import TokenIssuer, current_principal
-from dmod.services.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied, Unauthenticated
+from dmod.services.runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from dmod.v1 import auth_pb2, auth_pb2_grpc
 
+log = logging.getLogger("dmod.auth")
+
 USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
+
+
+MAX_GROUPS = 64
 _hasher = PasswordHasher()
 
 
@@ -23,7 +37,39 @@ def _user(row) -> auth_pb2.User:
     created = Timestamp()
     created.FromDatetime(row["create_time"])
     return auth_pb2.User(name=f"users/{row['username']}", username=row["username"], roles=list(row["roles"]),
-                         create_time=created)
+                         create_time=created, groups=list(row["groups"]))
+
+
+def _require_admin(what: str) -> None:
+    if not current_principal().is_admin:
+        raise PermissionDenied(f"only admins {what}", reason="ADMIN_ONLY")
+
+
+def user_violations(username: str, password: str, roles, groups) -> list[tuple[str, str]]:
+    violations = []
+    if not USERNAME.match(username):
+        violations.append(("username", "must match ^[a-z][a-z0-9_.-]{1,62}$"))
+    if len(password) < 8:
+        violations.append(("password", "must be at least 8 characters"))
+    elif len(password) > 1024:
+        violations.append(("password", "must be at most 1024 characters"))
+    bad_roles = [r[:40] for r in roles if r not in ("admin", "user")]
+    if bad_roles:
+        violations.append(("roles", f"unknown role(s) {bad_roles[:5]}; known: admin, user"))
+    if len(groups) > MAX_GROUPS:
+        violations.append(("groups", f"at most {MAX_GROUPS} groups"))
+    bad_groups = [g[:40] for g in groups if not USERNAME.match(g)]
+    if bad_groups:
+        violations.append(("groups", f"group names must match ^[a-z][a-z0-9_.-]{{1,62}}$: {bad_groups[:5]}"))
+    return violations
+
+
+async def insert_user(pool, username: str, password: str, roles, groups):
+    """The new user's row, or None when the username is taken."""
+    return await pool.fetchrow(
+        "INSERT INTO users (username, password_hash, roles, groups) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (username) DO NOTHING RETURNING *",
+        username, _hasher.hash(password), list(roles) or ["user"], sorted(set(groups)))
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -68,26 +114,55 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetJwksResponse(jwks_json=json.dumps({"keys": keys}))
 
     async def CreateUser(self, request, context):
-        if not current_principal().is_admin:
-            raise PermissionDenied("only admins create users")
-        violations = []
-        if not USERNAME.match(request.username):
-            violations.append(("username", "must match ^[a-z][a-z0-9_.-]{1,62}$"))
-        if len(request.password) < 8:
-            violations.append(("password", "must be at least 8 characters"))
-        bad_roles = [r for r in request.roles if r not in ("admin", "user")]
-        if bad_roles:
-            violations.append(("roles", f"unknown role(s) {bad_roles}; known: admin, user"))
+        _require_admin("create users")
+        violations = user_violations(request.username, request.password, request.roles, request.groups)
         if violations:
             raise InvalidArgument(violations)
-        row = await (await self.app.db()).fetchrow(
-            "INSERT INTO users (username, password_hash, roles) VALUES ($1, $2, $3) "
-            "ON CONFLICT (username) DO NOTHING RETURNING *",
-            request.username, _hasher.hash(request.password), list(request.roles) or ["user"])
+        row = await insert_user(await self.app.db(), request.username, request.password, request.roles,
+                                request.groups)
         if row is None:
-            raise AlreadyExists(f"user {request.username} exists")
+            raise AlreadyExists(f"user {request.username} exists", reason="USER_EXISTS")
         return auth_pb2.CreateUserResponse(user=_user(row))
+
+    async def ListUsers(self, request, context):
+        _require_admin("list users")
+        if request.page_size < 0:
+            raise InvalidArgument(("page_size", "must not be negative"))
+        size = min(request.page_size or 100, 1000)
+        after = ""
+        if request.page_token:
+            try:
+                after = base64.urlsafe_b64decode(request.page_token.encode()).decode()
+            except (ValueError, UnicodeError):
+                after = "\x00"
+            if not USERNAME.match(after):
+                raise InvalidArgument(("page_token", "is not a token returned by this method"))
+        rows = await (await self.app.db()).fetch(
+            "SELECT * FROM users WHERE username > $1 ORDER BY username LIMIT $2", after, size + 1)
+        token = base64.urlsafe_b64encode(rows[size - 1]["username"].encode()).decode() if len(rows) > size else ""
+        return auth_pb2.ListUsersResponse(users=[_user(r) for r in rows[:size]], next_page_token=token)
+
+
+async def bootstrap_admin(pool, username: str, password: str) -> bool:
+    """Create `username` as an admin when no admin exists yet (the first admin); True if created.
+    Concurrent starts are serialized by an advisory lock."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dmod.auth.bootstrap'))")
+        if await conn.fetchval("SELECT count(*) FROM users WHERE 'admin' = ANY(roles)"):
+            return False
+        violations = user_violations(username, password, ["admin"], [])
+        if violations:
+            raise ValueError(f"DMOD_BOOTSTRAP_ADMIN: {violations}")
+        return await insert_user(conn, username, password, ["admin"], []) is not None
 
 
 async def create_servicer(app: App) -> AuthServicer:
+    # Deployments without a local operator (Swarm): the first admin comes from the environment,
+    # DMOD_BOOTSTRAP_ADMIN=<username> and DMOD_BOOTSTRAP_ADMIN_PASSWORD_FILE=<a secret's path>.
+    username = os.environ.get("DMOD_BOOTSTRAP_ADMIN", "")
+    password_file = os.environ.get("DMOD_BOOTSTRAP_ADMIN_PASSWORD_FILE", "")
+    if username and password_file:
+        password = Path(password_file).read_text().strip()
+        if await bootstrap_admin(await app.db(), username, password):
+            log.info("first admin created", extra={"user": username})
     return AuthServicer(app)

@@ -16,7 +16,8 @@ from dmod.v1 import datasets_pb2
 
 log = logging.getLogger("dmod.datasets")
 
-MUTABLE = ("display_name", "description", "labels", "domain")
+MUTABLE = ("display_name", "description", "labels", "domain", "visibility", "readers")
+_VISIBILITIES = (access.PRIVATE, access.PUBLIC)
 
 
 class Catalog:
@@ -25,13 +26,18 @@ class Catalog:
         self.blobs = blobs  # transfer.blobs.Blobs
 
     # ---- reads ---------------------------------------------------------------------------
-    async def row(self, name: str, field: str = "name", *, conn=None, lock: bool = False):
+    async def row(self, name: str, field: str = "name", *, conn=None, lock: bool = False, read: bool = True):
+        """The dataset `name`; NOT_FOUND also when the caller may not read it (`read`)."""
         dataset_id = names.parse_dataset_name(name, field)
         if conn is None:
             async with self.pool.acquire() as c:
                 row = await store.get_dataset(c, dataset_id)
+                if row is not None and read:
+                    await access.require_read(c, row, name=name)
         else:
             row = await store.get_dataset(conn, dataset_id, lock=lock)
+            if row is not None and read:
+                await access.require_read(conn, row, name=name)
         if row is None:
             raise NotFound(f"{name} does not exist", reason="DATASET_NOT_FOUND", metadata={"name": name})
         return row
@@ -51,7 +57,8 @@ class Catalog:
             except (ValueError, IndexError, TypeError):
                 raise InvalidArgument(("page_token", "is not a token returned by this method")) from None
         async with self.pool.acquire() as conn:
-            rows = await store.list_datasets(conn, after=after, limit=size + 1, **filters)
+            viewer = await access.visible_filter(conn)
+            rows = await store.list_datasets(conn, after=after, limit=size + 1, viewer=viewer, **filters)
         page, more = rows[:size], len(rows) > size
         token = pagination.encode([page[-1]["create_time"].isoformat(), str(page[-1]["id"])], filters) if more else ""
         return datasets_pb2.ListDatasetsResponse(datasets=[convert.dataset(r, domain_codec.MAX_VALUES_IN_LISTS) for r in page], next_page_token=token)
@@ -66,6 +73,7 @@ class Catalog:
         if problem:
             violations.append(("dataset.display_name", problem))
         violations += validation.label_violations(dict(ds.labels), "dataset.labels")
+        violations += _sharing_violations(ds)
         for i, parent in enumerate(ds.derived_from):
             try:
                 names.parse_dataset_name(parent, f"dataset.derived_from[{i}]")
@@ -86,7 +94,8 @@ class Catalog:
                 row, created = await store.insert_dataset(
                     conn, owner=owner, display_name=display_name, category=category, data_format=ds.data_format,
                     domain=domain, description=ds.description, labels=dict(ds.labels),
-                    derived_from=list(ds.derived_from), request_id=request.request_id or None)
+                    derived_from=list(ds.derived_from), request_id=request.request_id or None,
+                    visibility=_visibility(ds.visibility, dict(ds.labels)) or access.PRIVATE, readers=sorted(set(ds.readers)))
             except asyncpg.UniqueViolationError:
                 raise AlreadyExists(f"{owner} already has a dataset named {display_name!r}",
                                     reason="DISPLAY_NAME_TAKEN", metadata={"display_name": display_name}) from None
@@ -114,6 +123,14 @@ class Catalog:
         if "labels" in paths:
             violations += validation.label_violations(dict(ds.labels), "dataset.labels")
             changes["labels"] = dict(ds.labels)
+        if "visibility" in paths or "readers" in paths:
+            violations += _sharing_violations(ds, "visibility" in paths)
+        if "readers" in paths:
+            changes["readers"] = sorted(set(ds.readers))
+        if "visibility" in paths:  # in the mask and unset: PRIVATE
+            changes["visibility"] = ds.visibility or access.PRIVATE
+        elif _visibility(0, changes.get("labels", {})):
+            changes["visibility"] = access.PUBLIC
         if "domain" in paths:
             try:
                 changes["domain"] = domain_codec.from_proto(ds.domain, "dataset.domain")
@@ -172,6 +189,21 @@ class Catalog:
         await self.blobs.remove_dataset(row["id"], [(m["s3_key"], m["multipart_id"]) for m in multiparts])
         log.info("dataset deleted", extra={"dataset": str(row["id"])})
         return datasets_pb2.DeleteDatasetResponse()
+
+
+def _visibility(requested: int, labels: dict) -> int:
+    """The visibility to store (0: unchanged). The legacy label public=true still means PUBLIC."""
+    if requested:
+        return requested
+    key, value = access.LEGACY_PUBLIC_LABEL
+    return access.PUBLIC if labels.get(key) == value else 0
+
+
+def _sharing_violations(ds: datasets_pb2.Dataset, visibility_given: bool = True) -> list[tuple[str, str]]:
+    violations = access.reader_violations(ds.readers, "dataset.readers")
+    if visibility_given and ds.visibility and ds.visibility not in _VISIBILITIES:
+        violations.append(("dataset.visibility", f"unknown visibility {ds.visibility}"))
+    return violations
 
 
 def _fingerprint(objects) -> tuple:

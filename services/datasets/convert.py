@@ -29,7 +29,8 @@ def dataset(row, max_values: int = domain_codec.MAX_VALUES) -> datasets_pb2.Data
         domain=domain_codec.to_proto(dataset_domain(row), max_values),
         description=row["description"], labels=loads(row["labels"]), state=row["state"],
         size_bytes=row["size_bytes"], object_count=row["object_count"], derived_from=list(row["derived_from"]),
-        create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]))
+        create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]),
+        visibility=row["visibility"], readers=list(row["readers"]))
     if row["seal_time"] is not None:
         pb.seal_time.CopyFrom(timestamp(row["seal_time"]))
     return pb

@@ -80,9 +80,12 @@ def rank(verdicts: list[Verdict]) -> list[Verdict]:
 async def search(pool, request: datasets_pb2.SearchDatasetsRequest) -> datasets_pb2.SearchDatasetsResponse:
     req = parse_requirement(request.requirement)
     caller = access.caller()
-    owners, public = ([req.owner], False) if req.owner else ([caller.user], True)
     async with pool.acquire() as conn:
-        rows = await store.search_candidates(conn, category=req.category, owners=owners, include_public=public,
+        # Candidates: datasets the caller may read. Without an owner, an admin's search stays
+        # within what is the admin's own, shared with it or public (not every user's data).
+        viewer = await access.visible_filter(conn) if req.owner else \
+            access.reader_names(caller, await access.groups_of(conn, caller.user))
+        rows = await store.search_candidates(conn, category=req.category, owner=req.owner, viewer=viewer,
                                              limit=MAX_CANDIDATES)
     ranked = rank([evaluate(req, row) for row in rows])
     accepted = [v for v in ranked if v.accepted]

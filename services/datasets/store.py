@@ -13,7 +13,17 @@ from dmod.services.datasets.domains import HYDROFABRIC_ID, Domain
 OPEN, SEALED = 1, 2
 
 _DATASET_COLUMNS = ("id, owner, display_name, category, data_format, domain, description, labels, state, "
-                    "size_bytes, object_count, derived_from, request_id, create_time, update_time, seal_time")
+                    "size_bytes, object_count, derived_from, request_id, create_time, update_time, seal_time, "
+                    "visibility, readers")
+
+PUBLIC = 2  # dmod.v1.DatasetVisibility
+
+
+def _visible(viewer: list[str], arg) -> str:
+    """SQL: the dataset is readable by `viewer` (reader names, the first one users/{caller}; see
+    access.py): own, PUBLIC, or shared with one of the names."""
+    return (f"(owner = {arg(viewer[0].removeprefix('users/'))} OR visibility = {PUBLIC} "
+            f"OR readers && {arg(list(viewer))}::text[])")
 
 
 def jsonb(value) -> str:
@@ -32,7 +42,8 @@ def _domain_columns(d: Domain) -> tuple:
 
 
 async def insert_dataset(conn, *, owner: str, display_name: str, category: int, data_format: int, domain: Domain,
-                         description: str, labels: dict, derived_from: list[str], request_id: str | None):
+                         description: str, labels: dict, derived_from: list[str], request_id: str | None,
+                         visibility: int = 1, readers: list[str] | None = None):
     """Insert; returns (row, created). An existing (owner, request_id) returns that row unchanged.
     Raises asyncpg.UniqueViolationError when the display name is taken."""
     if request_id:
@@ -44,12 +55,12 @@ async def insert_dataset(conn, *, owner: str, display_name: str, category: int, 
     try:
         row = await conn.fetchrow(
             f"""INSERT INTO datasets (id, owner, display_name, category, data_format, domain, time_begin, time_end,
-                    hydrofabric_ids, description, labels, derived_from, request_id)
-                VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12, $13)
+                    hydrofabric_ids, description, labels, derived_from, request_id, visibility, readers)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15)
                 ON CONFLICT (owner, request_id) WHERE request_id IS NOT NULL DO NOTHING
                 RETURNING {_DATASET_COLUMNS}""",
             uuid.uuid4(), owner, display_name, category, data_format, doc, t0, t1, hf, description, jsonb(labels),
-            derived_from, request_id)
+            derived_from, request_id, visibility, list(readers or ()))
     except asyncpg.UniqueViolationError:
         # Two concurrent creates of one request: the second may trip over the first's display name
         # (checked before the request id). It is the same dataset, not a taken name.
@@ -71,7 +82,8 @@ async def get_dataset(conn, dataset_id: uuid.UUID, *, lock: bool = False):
 
 
 async def list_datasets(conn, *, category: int, data_format: int, owner: str, labels: dict, state: int,
-                        after: tuple[dt.datetime, uuid.UUID] | None, limit: int):
+                        after: tuple[dt.datetime, uuid.UUID] | None, limit: int, viewer: list[str] | None = None):
+    """`viewer`: only datasets these reader names may read (None: all, for admins)."""
     where, args = [], []
 
     def arg(value) -> str:
@@ -88,6 +100,8 @@ async def list_datasets(conn, *, category: int, data_format: int, owner: str, la
         where.append(f"labels @> {arg(jsonb(labels))}::jsonb")
     if state:
         where.append(f"state = {arg(state)}")
+    if viewer is not None:
+        where.append(_visible(viewer, arg))
     if after:
         where.append(f"(create_time, id) < ({arg(after[0])}, {arg(after[1])})")
     sql = (f"SELECT {_DATASET_COLUMNS} FROM datasets {'WHERE ' + ' AND '.join(where) if where else ''} "
@@ -95,18 +109,21 @@ async def list_datasets(conn, *, category: int, data_format: int, owner: str, la
     return await conn.fetch(sql, *args)
 
 
-async def search_candidates(conn, *, category: int, owners: list[str] | None, include_public: bool, limit: int):
-    """Datasets a requirement may match: its category (any when 0), visible to the caller."""
+async def search_candidates(conn, *, category: int, owner: str, viewer: list[str] | None, limit: int):
+    """Datasets a requirement may match: its category (any when 0), of `owner` (any when empty),
+    readable by `viewer` (reader names; None: no restriction)."""
     where, args = [], []
+
+    def arg(value) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
     if category:
-        args.append(category)
-        where.append(f"category = ${len(args)}")
-    if owners is not None:
-        args.append(owners)
-        scope = f"owner = ANY(${len(args)})"
-        if include_public:
-            scope = f"({scope} OR labels @> '{{\"public\": \"true\"}}'::jsonb)"
-        where.append(scope)
+        where.append(f"category = {arg(category)}")
+    if owner:
+        where.append(f"owner = {arg(owner)}")
+    if viewer is not None:
+        where.append(_visible(viewer, arg))
     args.append(limit)
     sql = (f"SELECT {_DATASET_COLUMNS} FROM datasets {'WHERE ' + ' AND '.join(where) if where else ''} "
            f"ORDER BY create_time DESC, id DESC LIMIT ${len(args)}")
@@ -114,7 +131,8 @@ async def search_candidates(conn, *, category: int, owners: list[str] | None, in
 
 
 async def update_dataset(conn, dataset_id: uuid.UUID, *, display_name: str | None = None,
-                         description: str | None = None, labels: dict | None = None, domain: Domain | None = None):
+                         description: str | None = None, labels: dict | None = None, domain: Domain | None = None,
+                         visibility: int | None = None, readers: list[str] | None = None):
     sets, args = ["update_time = now()"], [dataset_id]
 
     def arg(value) -> str:
@@ -127,6 +145,10 @@ async def update_dataset(conn, dataset_id: uuid.UUID, *, display_name: str | Non
         sets.append(f"description = {arg(description)}")
     if labels is not None:
         sets.append(f"labels = {arg(jsonb(labels))}::jsonb")
+    if visibility is not None:
+        sets.append(f"visibility = {arg(visibility)}")
+    if readers is not None:
+        sets.append(f"readers = {arg(list(readers))}::text[]")
     if domain is not None:
         doc, t0, t1, hf = _domain_columns(domain)
         sets.append(f"domain = {arg(doc)}::jsonb, time_begin = {arg(t0)}, time_end = {arg(t1)}, hydrofabric_ids = {arg(hf)}")

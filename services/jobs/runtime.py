@@ -3,6 +3,7 @@ hub, the launcher (local workers are observed by the process that spawned them) 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from dmod.services.runtime.auth import TokenIssuer
 from dmod.services.runtime.db import create_pool
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# A worker token outlives its job's timeout by this much (launch, the exit report after a timeout).
+WORKER_TOKEN_MARGIN_SECONDS = 900
 
 
 class JobsRuntime:
@@ -74,11 +77,25 @@ class JobsRuntime:
             self._ready = True
 
     # ---- identities -------------------------------------------------------------------------
-    def worker_token(self, owner: str, job: str, timeout_seconds: float = 0) -> str:
+    def worker_token(self, row, timeout_seconds: float = 0) -> str:
+        """The token of one attempt's worker (`row`: the job's row at launch).
+
+        It names the job, the attempt, the resolved input datasets and the output dataset, and
+        admits only the worker's own calls (runtime/scopes.py); JobService and DatasetService refuse
+        it once the attempt is no longer the job's current one. It lives as long as the job may run
+        (its timeout) plus WORKER_TOKEN_MARGIN_SECONDS for launching and the exit report; a job
+        without a timeout gets DMOD_JOBS_WORKER_TOKEN_TTL_SECONDS."""
         if self.issuer is None:
             return ""
-        ttl = max(self.cfg.worker_token_ttl_seconds, int(timeout_seconds) + 3600)
-        token, _ = self.issuer.issue(owner, job=job, ttl_seconds=ttl)
+        resolved = row["resolved"]
+        if isinstance(resolved, str):
+            resolved = json.loads(resolved or "{}")
+        inputs = sorted({name for name in (resolved or {}).values() if isinstance(name, str) and name})
+        ttl = int(timeout_seconds) + WORKER_TOKEN_MARGIN_SECONDS if timeout_seconds > 0 \
+            else self.cfg.worker_token_ttl_seconds
+        token, _ = self.issuer.issue(row["owner"], job=f"jobs/{row['id']}", ttl_seconds=ttl,
+                                     extra={"attempt": int(row["attempt"]), "inputs": inputs,
+                                            "output": row["output_dataset"] or ""})
         return token
 
     def owner_metadata(self, owner: str) -> tuple:

@@ -510,7 +510,7 @@ class Scheduler:
                 request = LaunchRequest(
                     job=name, attempt=attempt, engine=row["engine"] or spec.engine or "auto",  # pre-flight's choice
                     server=self.rt.worker_server,
-                    token=self.rt.worker_token(row["owner"], name, timeout),
+                    token=self.rt.worker_token(row, timeout),
                     slices=tuple(Slice(a["node"], a["hostname"], a["cpus"], a["memory_bytes"]) for a in allocs))
                 try:
                     handle = await launcher.launch(request)

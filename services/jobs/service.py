@@ -9,6 +9,7 @@ from dmod.services.jobs.runtime import JobsRuntime, get_runtime
 from dmod.services.jobs.scheduler import Scheduler
 from dmod.services.jobs.validation import normalized, validate_create
 from dmod.services.jobs.watch import stream_logs, watch_job
+from dmod.services.runtime import scopes
 from dmod.services.runtime.app import App
 from dmod.services.runtime.auth import Principal, current_principal, require_job_scope
 from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
@@ -54,6 +55,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise NotFound(f"{name} not found", reason="JOB_NOT_FOUND")
         if write and principal.job is not None:
             raise PermissionDenied("a worker token cannot change jobs", reason="TOKEN_SCOPE")
+        scopes.require_current_attempt(principal, row["attempt"])
         return row
 
     async def _job(self, row) -> jobs_pb2.Job:
@@ -177,6 +179,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def ReportWorkerEvents(self, request_iterator, context):
         principal = current_principal()
+        # Workers report with their job's token; an admin may (the worker of a stack without a
+        # signing key calls as the local default user). A job's owner may not forge its events.
+        if principal.job is None and not principal.is_admin:
+            raise PermissionDenied("only a job's worker (its per-job token) reports worker events",
+                                   reason="TOKEN_SCOPE")
+        if principal.job is not None:
+            request_iterator = _own_attempt_only(request_iterator, principal)
         await self.reports.handle(request_iterator, principal, self._check_report_scope)
         return jobs_pb2.ReportWorkerEventsResponse()
 
@@ -186,7 +195,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         row = await self.rt.store.get(job_id)
         if row is None or not can_read(principal, row):
             raise NotFound(f"{name} not found", reason="JOB_NOT_FOUND")
+        scopes.require_current_attempt(principal, row["attempt"])
         return row
+
+
+async def _own_attempt_only(requests, principal: Principal):
+    """A worker token reports for its own attempt only (never another attempt of its job)."""
+    mine = scopes.attempt_of(principal)
+    async for req in requests:
+        if req.attempt and req.attempt != mine:
+            raise PermissionDenied(f"this worker token is for attempt {mine}, not {req.attempt}",
+                                   reason="TOKEN_SCOPE")
+        yield req
 
 
 def convert_now_plus(seconds: float):

@@ -76,10 +76,12 @@ class TokenIssuer:
         self._ttl = ttl_seconds
 
     def issue(self, user: str, roles: list[str] | tuple[str, ...] = (), job: str | None = None,
-              ttl_seconds: int | None = None) -> tuple[str, int]:
+              ttl_seconds: int | None = None, extra: dict | None = None) -> tuple[str, int]:
+        """`extra`: more claims (a worker token's attempt, inputs and output; see runtime/scopes.py)."""
         now = int(time.time())
         exp = now + (ttl_seconds or self._ttl)
-        claims = {"iss": ISSUER, "sub": user, "roles": list(roles), "iat": now, "exp": exp, "jti": uuid.uuid4().hex}
+        claims = {**(extra or {}), "iss": ISSUER, "sub": user, "roles": list(roles), "iat": now, "exp": exp,
+                  "jti": uuid.uuid4().hex}
         if job:
             claims["job"] = job
         return jwt.encode(claims, self._key, algorithm="EdDSA"), exp

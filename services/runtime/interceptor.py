@@ -14,7 +14,7 @@ import uuid
 
 import grpc
 
-from dmod.services.runtime import auth, deadlines, inflight
+from dmod.services.runtime import auth, deadlines, inflight, scopes
 from dmod.services.runtime.errors import DmodError, internal_status
 from dmod.services.runtime.metrics import RPC_SECONDS, RPC_TOTAL, split_method
 
@@ -55,7 +55,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 auth.set_principal(None)
                 return
             authorization = dict(context.invocation_metadata() or ()).get("authorization")
-            auth.set_principal(self._verifier.verify(authorization), authorization)
+            auth.set_principal(principal := self._verifier.verify(authorization), authorization)
+            scopes.check(method, principal)  # worker tokens: only the worker's methods
 
         async def on_error(exc: BaseException, context) -> None:
             if isinstance(exc, NotImplementedError):

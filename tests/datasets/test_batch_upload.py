@@ -117,9 +117,11 @@ async def test_sealed_missing_and_foreign_datasets(ds, stack, settings):
     mallory = (("authorization", f"Bearer {issuer.issue('mallory')[0]}"),)
     err = await upload_fails(ds, batch(dataset.name, files), metadata=mallory)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and reason(err) == "NOT_DATASET_OWNER"
-    # a worker's token (scoped to a job, acting as the job's owner) may write the owner's dataset
+    # a worker's token writes only its own job's output dataset (tests/security cover the rest)
     worker = (("authorization", f"Bearer {issuer.issue(settings.default_user, job='jobs/x')[0]}"),)
-    reply = await ds.stub.UploadObjects(batch(dataset.name, files), metadata=worker)
+    err = await upload_fails(ds, batch(dataset.name, files), metadata=worker)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and reason(err) == "TOKEN_SCOPE"
+    reply = await ds.stub.UploadObjects(batch(dataset.name, files))
     assert [o.path for o in reply.objects] == ["a.csv", "b.csv"]
     err = await upload_fails(ds, batch(f"datasets/{uuid.uuid4()}", files))
     assert err.code() == grpc.StatusCode.NOT_FOUND

@@ -125,11 +125,19 @@ async def test_other_users_cannot_change_a_dataset(ds, dataset, stack):
 
     token, _ = TokenIssuer(Path(stack.home, "keys/jwt.key").read_bytes(), 300).issue("mallory")
     mallory = (("authorization", f"Bearer {token}"),)
+    # private by default: to mallory the dataset does not exist
+    for call in (ds.stub.DeleteDataset(datasets_pb2.DeleteDatasetRequest(name=dataset.name), metadata=mallory),
+                 ds.stub.GetDataset(datasets_pb2.GetDatasetRequest(name=dataset.name), metadata=mallory)):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # shared with mallory: reading is fine, changing is not
+    await ds.update_dataset(dataset.name, readers=["users/mallory"])
+    got = await ds.stub.GetDataset(datasets_pb2.GetDatasetRequest(name=dataset.name), metadata=mallory)
+    assert got.dataset.name == dataset.name and list(got.dataset.readers) == ["users/mallory"]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ds.stub.DeleteDataset(datasets_pb2.DeleteDatasetRequest(name=dataset.name), metadata=mallory)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    got = await ds.stub.GetDataset(datasets_pb2.GetDatasetRequest(name=dataset.name), metadata=mallory)
-    assert got.dataset.name == dataset.name  # reading is fine
 
 
 async def test_large_domains_are_listed_in_part_but_matched_in_full(ds):

@@ -9,6 +9,7 @@ import pytest
 
 from dmod.datasets_client import FORCING, HYDROFABRIC, DatasetsClient, make_domain, requirement
 from dmod.services.runtime.auth import TokenIssuer
+from dmod.v1 import datasets_pb2
 from dmod.v1 import domain_pb2 as d
 
 CATS = [f"cat-{i}" for i in range(1, 21)]
@@ -88,13 +89,20 @@ async def test_nothing_fits(scenario):
 async def test_scope_owner_and_public(scenario, stack, gateway):
     client, n = scenario
     need = make_domain(time=("2015-12-01", "2015-12-30"), catchments=["cat-1", "cat-9"])
-    async with user_client(stack, gateway, f"other-{uuid.uuid4().hex[:8]}") as other:
+    name = f"other-{uuid.uuid4().hex[:8]}"
+    async with user_client(stack, gateway, name) as other:
         assert not (await other.search(requirement(FORCING, domain=need))).best.name
         owner = (await client.get_dataset(n["B2"])).owner
+        # private datasets are no candidates for others, even when they name the owner
         scoped = await other.search(requirement(FORCING, domain=need, owner=owner))
-        assert scoped.best.name == n["B2"]
-        await client.update_dataset(n["C"], labels={"public": "true"})
+        assert not scoped.best.name and not scoped.candidates
+        await client.update_dataset(n["B2"], readers=[f"users/{name}"])  # shared with `other`
+        scoped = await other.search(requirement(FORCING, domain=need, owner=owner))
+        assert scoped.best.name == n["B2"] and len(scoped.candidates) == 1
+        await client.update_dataset(n["B2"], readers=[])
+        await client.update_dataset(n["C"], labels={"public": "true"})  # the legacy label: PUBLIC
         assert (await other.search(requirement(FORCING, domain=need))).best.name == n["C"]
+        assert (await client.get_dataset(n["C"])).visibility == datasets_pb2.DATASET_VISIBILITY_PUBLIC
 
 
 async def test_requirement_is_validated(scenario):

@@ -344,7 +344,10 @@ class DatasetsClient:
 
     async def update_dataset(self, name: str, *, display_name: str | None = None, description: str | None = None,
                              labels: dict[str, str] | None = None,
-                             domain: domain_pb2.Domain | None = None) -> datasets_pb2.Dataset:
+                             domain: domain_pb2.Domain | None = None, visibility: int | None = None,
+                             readers: list[str] | None = None) -> datasets_pb2.Dataset:
+        """Change the named fields only. Sharing: `visibility` (datasets_pb2.DATASET_VISIBILITY_PRIVATE
+        or _PUBLIC) and `readers` ("users/{name}" / "groups/{name}", replacing the list)."""
         dataset = datasets_pb2.Dataset(name=name)
         paths = []
         for field, value in (("display_name", display_name), ("description", description)):
@@ -357,6 +360,12 @@ class DatasetsClient:
         if domain is not None:
             dataset.domain.CopyFrom(domain)
             paths.append("domain")
+        if visibility is not None:
+            dataset.visibility = visibility
+            paths.append("visibility")
+        if readers is not None:
+            dataset.readers.extend(readers)
+            paths.append("readers")
         reply = await self._unary(self.stub.UpdateDataset, datasets_pb2.UpdateDatasetRequest(
             dataset=dataset, update_mask=field_mask_pb2.FieldMask(paths=paths)))
         return reply.dataset

@@ -21,7 +21,8 @@ console = Console()
 
 # area module -> command name; mounted only when the module exists.
 _SUBAPPS = {"dataset": "dataset", "job": "job", "hydrofabric": "hydrofabric", "engine": "engine",
-            "evaluation": "eval", "partition": "partition", "subset": "subset", "worker": "worker", "demo": "demo"}
+            "evaluation": "eval", "partition": "partition", "subset": "subset", "worker": "worker", "demo": "demo",
+            "user": "user"}
 for _module, _name in _SUBAPPS.items():
     try:
         _sub = importlib.import_module(f"dmod.cli.{_module}")
@@ -45,6 +46,10 @@ def up(home: Path = typer.Option(None, envvar="DMOD_HOME", help="State dir (defa
     state = Stack(home, log=console.print).up()
     console.print(f"[green]DMOD is up[/green] in {time.perf_counter() - started:.1f}s — gateway "
                   f"[bold]{state.gateway}[/bold] (gRPC + grpc-web), web UI http://{state.gateway}/, state in {home}")
+    from dmod.cli.user import bootstrap_admin
+
+    if note := bootstrap_admin(Path(home), state.gateway):  # the first admin (README "Users, sharing and tokens")
+        console.print(note)
 
 
 @app.command()
