@@ -41,7 +41,8 @@ _FORWARD = {
 }
 
 # Reasons a failure may be retried automatically (infrastructure, not the job's own fault).
-TRANSIENT_REASONS = frozenset({"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE"})
+TRANSIENT_REASONS = frozenset({"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE",
+                               "INPUTS_UNAVAILABLE"})
 
 
 def name(state: int) -> str:

@@ -13,6 +13,33 @@ from pathlib import Path
 from dmod.services.worker.agent import layout
 
 
+# A dataset call that failed transiently (UNAVAILABLE, DEADLINE_EXCEEDED, ...: a datasets service
+# restarting, a dropped connection) is tried again after these pauses (~15 s in all); still failing,
+# the attempt ends INPUTS_UNAVAILABLE, which the scheduler retries as a new attempt.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+async def _retrying(call):
+    from dmod.services.jobs.datasets import DatasetError
+
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return await call()
+        except DatasetError as exc:
+            if not exc.transient or delay is None:
+                raise
+            await asyncio.sleep(delay)
+
+
+def _failure(exc, what: str) -> "PrepareError":
+    if exc.reason == "CHECKSUM_MISMATCH":
+        return PrepareError(f"{what}: {exc}", "CHECKSUM_MISMATCH")
+    if exc.transient:
+        return PrepareError(f"{what}: {exc} (still failing after {len(RETRY_DELAYS)} retries over "
+                            f"{sum(RETRY_DELAYS):.0f}s)", "INPUTS_UNAVAILABLE")
+    return PrepareError(f"{what}: {exc}")
+
+
 class PrepareError(Exception):
     def __init__(self, message: str, reason: str = "INPUT_DOWNLOAD_FAILED"):
         super().__init__(message)
@@ -49,9 +76,9 @@ async def download_inputs(ds, resolved: dict[str, str], root: Path, say) -> dict
     listing: dict[str, list] = {}
     for role, name in resolved.items():
         try:
-            listing[role] = await ds.objects(name)
+            listing[role] = await _retrying(lambda name=name: ds.objects(name))
         except DatasetError as exc:
-            raise PrepareError(f"cannot list {name}: {exc}") from None
+            raise _failure(exc, f"cannot list {name}") from None
     sem = asyncio.Semaphore(8)
     total = sum(len(v) for v in listing.values())
     done = 0
@@ -64,10 +91,9 @@ async def download_inputs(ds, resolved: dict[str, str], root: Path, say) -> dict
             dest = _dest(root, role, obj.path)
         async with sem:
             try:
-                await ds.download(obj, dest)
+                await _retrying(lambda: ds.download(obj, dest))
             except DatasetError as exc:
-                raise PrepareError(str(exc), "CHECKSUM_MISMATCH" if exc.reason == "CHECKSUM_MISMATCH"
-                                   else "INPUT_DOWNLOAD_FAILED") from None
+                raise _failure(exc, f"cannot download {obj.name}") from None
         if role in layout.EXECUTABLE_ROLES:
             os.chmod(dest, 0o755)
         done += 1
