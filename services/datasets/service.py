@@ -35,6 +35,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
 
     async def start(self) -> None:
         self.app.spawn(janitor.run(self.pool, self.blobs, self.uploads))
+        self.app.spawn(self.uploads.keep_leases())
     # No stop(): it runs when draining begins, and in-flight transfers still need the thread pools.
 
     # ---- datasets --------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from dmod import client as _client
 from dmod.errors import error_details
 from dmod.protowire import read_varint, varint
+from dmod.upload_journal import UploadJournal
 from dmod.url_download import UrlFetchFailed
 from dmod.url_download import fetch as fetch_url
 from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
@@ -272,7 +273,10 @@ class _FileWriter:
 
 class DatasetsClient:
     def __init__(self, channel: grpc.aio.Channel | None = None, *, target: str | None = None,
-                 metadata: tuple | None = None, timeout: float = 60.0):
+                 metadata: tuple | None = None, timeout: float = 60.0, journal: UploadJournal | None = None):
+        """`journal`: remember large-file uploads in progress so that a rerun after the process
+        was killed resumes them (the CLI uses `UploadJournal.default()`)."""
+        self.journal = journal
         self._own = channel is None
         self.channel = channel if channel is not None else grpc.aio.insecure_channel(
             target or _client.gateway_address(), options=CHANNEL_OPTIONS)
@@ -438,9 +442,11 @@ class DatasetsClient:
         raise AssertionError("unreachable")
 
     async def upload_file(self, dataset: str, local: str | os.PathLike, path: str | None = None, *,
-                          content_type: str = "", progress: Progress | None = None, retries: int = 5,
+                          content_type: str = "", progress: Progress | None = None, retries: int = 8,
                           upload_id: str | None = None) -> datasets_pb2.DataObject:
-        """Upload one file (default object path: its name), resuming after transient failures."""
+        """Upload one file (default object path: its name), resuming after transient failures
+        (retried for ~45 s: a restarted server takes over an upload's lease within 15 s) and,
+        with a journal, after this process was killed."""
         local = Path(local)
         size = local.stat().st_size
         path = path or local.name
@@ -450,23 +456,57 @@ class DatasetsClient:
             if progress:
                 progress(size, size)
             return obj
+        offset, digest, recalled = 0, "", False
+        if upload_id is None and self.journal is not None:
+            upload_id = self.journal.recall(dataset, path, local)
+            status = await self.upload_status(upload_id) if upload_id else None
+            if status is not None and status.complete:
+                return await self._finished(dataset, path, local)
+            recalled = status is not None
+            upload_id = upload_id if recalled else None
+            if recalled and status.committed_bytes:
+                offset = status.committed_bytes
+                digest = await asyncio.to_thread(sha256_file, local)  # a resume sends it up front
         upload_id = upload_id or str(uuid.uuid4())
-        offset, digest = 0, ""
+        if self.journal is not None:
+            self.journal.remember(dataset, path, local, upload_id)
         for attempt in range(retries + 1):
+            if attempt:
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 10))
+                try:
+                    status = await self.upload_status(upload_id)
+                except grpc.aio.AioRpcError as exc:  # the server may still be restarting
+                    if attempt == retries or exc.code() not in _RETRYABLE:
+                        raise
+                    continue
+                offset = status.committed_bytes if status is not None else 0
+                if not digest:  # the first attempt hashed while sending; a resume sends it up front
+                    digest = await asyncio.to_thread(sha256_file, local)
             try:
-                return await self._send_file(dataset, local, path, size, upload_id, offset, digest, content_type,
-                                             progress)
+                obj = await self._send_file(dataset, local, path, size, upload_id, offset, digest, content_type,
+                                            progress)
+                return self._forget(dataset, path, local, obj)
             except grpc.aio.AioRpcError as exc:
                 if reason(exc) == "UPLOAD_COMPLETE":
-                    return await self._completed(dataset, path, local)
+                    return await self._finished(dataset, path, local)
+                if recalled and attempt < retries and reason(exc) in ("UPLOAD_ABORTED", "OFFSET_MISMATCH"):
+                    # the remembered upload cannot go on (expired, aborted): a new one, from byte 0
+                    recalled, upload_id, offset, digest = False, str(uuid.uuid4()), 0, ""
+                    self.journal.remember(dataset, path, local, upload_id)
+                    continue
                 if attempt == retries or exc.code() not in _RETRYABLE:
+                    if exc.code() not in _RETRYABLE:
+                        self._forget(dataset, path, local)
                     raise
-            await asyncio.sleep(min(0.5 * 2 ** attempt, 10))
-            status = await self.upload_status(upload_id)
-            offset = status.committed_bytes if status is not None else 0
-            if not digest:  # the first attempt hashed while sending; a resume sends it up front
-                digest = await asyncio.to_thread(sha256_file, local)
         raise AssertionError("unreachable")
+
+    def _forget(self, dataset: str, path: str, local: Path, obj=None):
+        if self.journal is not None:
+            self.journal.forget(dataset, path, local)
+        return obj
+
+    async def _finished(self, dataset: str, path: str, local: Path) -> datasets_pb2.DataObject:
+        return self._forget(dataset, path, local, await self._completed(dataset, path, local))
 
     async def _completed(self, dataset: str, path: str, local: Path) -> datasets_pb2.DataObject:
         objects = [o for o in await self.list_objects(dataset, prefix=path) if o.path == path]

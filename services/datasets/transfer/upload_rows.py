@@ -4,14 +4,17 @@
 An upload row is written when an upload first needs durable state (its S3 multipart upload
 starts, or a presigned URL is issued) and then once per committed part — never per chunk.
 While a stream writes, the row carries a lease (owner + expiry) so another server process
-cannot write the same upload concurrently; a crashed holder's lease simply expires.
+cannot write the same upload concurrently. The holder renews its leases every few seconds
+(`renew_leases`), so a crashed holder's lease expires within LEASE_SECONDS and the client's
+resume is taken over by the restarted (or another) server.
 """
 from __future__ import annotations
 
 import json
 import uuid
 
-LEASE_SECONDS = 120
+LEASE_SECONDS = 15
+LEASE_RENEW_SECONDS = 4
 _COLUMNS = ("id, dataset_id, owner, path, kind, s3_key, multipart_id, parts, committed_bytes, size_bytes, "
             "expected_sha256, content_type, state, lease_owner, lease_until, expire_time, create_time")
 
@@ -53,6 +56,12 @@ async def take_lease(conn, upload_id: uuid.UUID, lease_owner: str) -> bool:
             WHERE id = $1 AND state = 'ACTIVE'
               AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)""", upload_id, lease_owner)
     return status.endswith(" 1")
+
+
+async def renew_leases(conn, upload_ids: list[uuid.UUID], lease_owner: str) -> None:
+    await conn.execute(
+        f"""UPDATE dataset_uploads SET lease_until = now() + interval '{LEASE_SECONDS} seconds'
+            WHERE id = ANY($1) AND lease_owner = $2""", upload_ids, lease_owner)
 
 
 async def release_lease(conn, upload_id: uuid.UUID, lease_owner: str) -> None:

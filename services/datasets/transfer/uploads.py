@@ -384,6 +384,21 @@ class Uploads:
         self.live: dict[uuid.UUID, Live] = {}
         self.part_budget = asyncio.Semaphore(PARTS_IN_FLIGHT_TOTAL)
 
+    async def keep_leases(self) -> None:
+        """Renew the leases of the uploads this process is writing (a stream holds `live.lock`)."""
+        while True:
+            await asyncio.sleep(upload_rows.LEASE_RENEW_SECONDS)
+            held = [upload_id for upload_id, live in self.live.items() if live.lock.locked()]
+            if not held:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    await upload_rows.renew_leases(conn, held, self.node)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not renew upload leases", exc_info=True)
+
     async def upload(self, requests, context) -> datasets_pb2.UploadObjectResponse:
         try:
             first = await requests.__anext__()

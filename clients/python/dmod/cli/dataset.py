@@ -29,6 +29,7 @@ from rich.table import Table
 
 from dmod.datasets_client import DatasetsClient, make_domain, requirement
 from dmod.errors import describe
+from dmod.upload_journal import UploadJournal
 from dmod.v1 import datasets_pb2, domain_pb2
 
 app = typer.Typer(help="Datasets: typed collections of files with a domain, stored in S3.", no_args_is_help=True)
@@ -91,7 +92,7 @@ def command(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         async def run():
-            async with DatasetsClient() as client:
+            async with DatasetsClient(journal=UploadJournal.default()) as client:  # resumable after a kill
                 return await fn(client, *args, **kwargs)
         try:
             return asyncio.run(run())
