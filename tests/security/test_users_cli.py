@@ -1,0 +1,74 @@
+"""The first admin (`dmod up`), `dmod user create|ls|login` against the real stack."""
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import grpc
+from typer.testing import CliRunner
+
+from dmod.cli.main import app
+from dmod.cli.user import bootstrap_admin
+from dmod.v1 import auth_pb2, auth_pb2_grpc
+
+from .authz import mint
+
+
+def _users(gateway: str, key: bytes) -> list:
+    async def go():
+        async with grpc.aio.insecure_channel(gateway) as ch:
+            md = (("authorization", f"Bearer {mint(key, 'probe-admin', ['admin'])}"),)
+            return list((await auth_pb2_grpc.AuthServiceStub(ch).ListUsers(
+                auth_pb2.ListUsersRequest(page_size=1000), metadata=md)).users)
+    return asyncio.run(go())
+
+
+def _login(gateway: str, user: str, password: str) -> auth_pb2.LoginResponse:
+    async def go():
+        async with grpc.aio.insecure_channel(gateway) as ch:
+            return await auth_pb2_grpc.AuthServiceStub(ch).Login(auth_pb2.LoginRequest(username=user, password=password))
+    return asyncio.run(go())
+
+
+def test_first_admin_then_users(stack, tmp_path):
+    home = Path(stack.home)
+    key = (home / "keys/jwt.key").read_bytes()
+    note = bootstrap_admin(home, stack.gateway)
+    admins = [u for u in _users(stack.gateway, key) if "admin" in u.roles]
+    assert admins, "no admin after bootstrap"
+    if note:  # this stack had none: `admin` with a private random password
+        secret = home / "admin-password"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert _login(stack.gateway, "admin", secret.read_text().strip()).user.roles == ["admin"]
+    assert bootstrap_admin(home, stack.gateway) == ""  # once only
+
+    runner = CliRunner()
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(home)}
+    assert "DMOD_TOKEN" not in os.environ  # the CLI acts as the stack's operator (its key)
+    made = runner.invoke(app, ["user", "create", name, "--group", "hydro", "--password-stdin"],
+                         input="a long password\n", env=env)
+    assert made.exit_code == 0, made.output
+    assert f"users/{name}" in made.output and "hydro" in made.output
+    again = runner.invoke(app, ["user", "create", name, "--password-stdin"], input="a long password\n", env=env)
+    assert again.exit_code == 1 and "ALREADY_EXISTS" in again.output
+    short = runner.invoke(app, ["user", "create", f"{name}x", "--password-stdin"], input="short\n", env=env)
+    assert short.exit_code == 1 and "password" in short.output
+    listed = runner.invoke(app, ["user", "ls"], env=env)
+    assert listed.exit_code == 0 and name in listed.output
+
+    # login writes a private token file that later commands use; that user is no admin
+    own = tmp_path / "home"
+    logged = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="a long password\n",
+                           env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
+    assert logged.exit_code == 0, logged.output
+    token_file = own / "token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    denied = runner.invoke(app, ["user", "ls"], env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
+    assert denied.exit_code == 1 and "PERMISSION_DENIED" in denied.output
+    wrong = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="wrong password\n",
+                          env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
+    assert wrong.exit_code == 1 and "UNAUTHENTICATED" in wrong.output
