@@ -21,6 +21,7 @@ from dmod.services.hydrofabric.partition_validate import validate_partitioning
 from dmod.services.hydrofabric.restrict import restrict
 from dmod.services.partitioner import identity
 from dmod.services.runtime.app import App
+from dmod.services.runtime.auth import current_principal
 from dmod.services.runtime.datasets import caller_datasets
 from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, from_downstream
 from dmod.v1 import domain_pb2, partitioner_pb2, partitioner_pb2_grpc
@@ -111,8 +112,10 @@ class PartitionerServicer(partitioner_pb2_grpc.PartitionerServiceServicer):
         """The answer of an earlier call with this request_id, when that call completed."""
         if not request_id:
             return None
-        for dataset in await ds.list_datasets(labels={"dmod.partition.request": request_id}):
-            if dataset.state == 2:  # SEALED: the earlier call finished
+        caller = current_principal().user
+        for dataset in await ds.list_datasets(owner=caller, labels={"dmod.partition.request": request_id}):
+            # the caller's own earlier call: a dataset shared with the caller is someone else's
+            if dataset.state == 2 and dataset.owner == caller:  # SEALED: the earlier call finished
                 stats = json.loads(await ds.download_bytes(f"{dataset.name}/objects/{STATS_FILE}"))
                 return partitioner_pb2.CreatePartitioningResponse(dataset=dataset, stats=stats_message(stats))
         return None
