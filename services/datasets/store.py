@@ -214,7 +214,7 @@ async def commit_object(conn, *, dataset_id: uuid.UUID, path: str, size: int, sh
                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes,
                     sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key,
-                    upload_id = EXCLUDED.upload_id, create_time = now()
+                    pack_offset = NULL, block_sha256 = NULL, upload_id = EXCLUDED.upload_id, create_time = now()
                 RETURNING {_OBJECT_COLUMNS}
             ), counters AS (
                 UPDATE datasets SET size_bytes = size_bytes + $3 - COALESCE((SELECT size_bytes FROM prev), 0),

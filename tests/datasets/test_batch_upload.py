@@ -239,9 +239,11 @@ async def test_a_pack_is_removed_only_when_no_object_points_into_it(ds, dataset,
                          "WHERE s3_key LIKE $1", dataset.name + "/%")
         await sweep(settings)
 
-    # one member replaced, one deleted: the pack still holds the third
-    await ds.upload_bytes(dataset.name, "0.csv", b"new\n")
-    await ds.delete_object(f"{dataset.name}/objects/1.csv")
+    # one member replaced by a single upload (it must not keep its offset in the pack), one
+    # deleted: the pack still holds the third
+    await ds.upload_bytes(dataset.name, "1.csv", b"new\n")
+    assert await ds.download_bytes(f"{dataset.name}/objects/1.csv") == b"new\n"
+    await ds.delete_object(f"{dataset.name}/objects/0.csv")
     await expire_and_sweep()
     assert pack in await stored_keys(s3, dataset.name)
     assert await ds.download_bytes(f"{dataset.name}/objects/2.csv") == b"2\n" * 50
@@ -253,4 +255,4 @@ async def test_a_pack_is_removed_only_when_no_object_points_into_it(ds, dataset,
     left = await stored_keys(s3, dataset.name)
     assert pack not in left and len(left) == 2, left
     assert {o.path: await ds.download_bytes(o.name) for o in await ds.list_objects(dataset.name)} == {
-        "0.csv": b"new\n", "2.csv": b"two\n"}
+        "1.csv": b"new\n", "2.csv": b"two\n"}

@@ -59,7 +59,8 @@ _BATCH_SQL = f"""
         SELECT $1, path, size_bytes, sha256, content_type, s3_key, pack_offset, $7 FROM input
         ON CONFLICT (dataset_id, path) DO UPDATE SET size_bytes = EXCLUDED.size_bytes,
             sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, s3_key = EXCLUDED.s3_key,
-            pack_offset = EXCLUDED.pack_offset, upload_id = EXCLUDED.upload_id, create_time = now()
+            pack_offset = EXCLUDED.pack_offset, block_sha256 = NULL, upload_id = EXCLUDED.upload_id,
+            create_time = now()
         RETURNING {store._OBJECT_COLUMNS}
     ), counters AS (
         UPDATE datasets SET
