@@ -72,3 +72,29 @@ def test_first_admin_then_users(stack, tmp_path):
     wrong = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="wrong password\n",
                           env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
     assert wrong.exit_code == 1 and "UNAUTHENTICATED" in wrong.output
+
+
+def test_dataset_share_command(stack):
+    from dmod.datasets_client import FORCING, DatasetsClient
+
+    async def create():
+        async with DatasetsClient(target=stack.gateway, metadata=()) as ds:
+            return await ds.create_dataset(f"cli-share-{uuid.uuid4().hex[:8]}", FORCING, 1)
+
+    d = asyncio.run(create())
+    runner = CliRunner()
+    env = {"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(stack.home)}
+    shared = runner.invoke(app, ["dataset", "share", d.name, "--user", "bob", "--group", "hydro"], env=env)
+    def text(result) -> str:  # rich wraps at the runner's width
+        return " ".join(result.output.split())
+
+    assert shared.exit_code == 0, shared.output
+    assert "private; readers groups/hydro, users/bob" in text(shared)
+    public = runner.invoke(app, ["dataset", "share", d.name, "--public", "--remove", "users/bob"], env=env)
+    assert public.exit_code == 0 and "public; readers groups/hydro" in text(public), public.output
+    shown = runner.invoke(app, ["dataset", "show", d.name], env=env)
+    assert "public; readers groups/hydro" in text(shown)
+    private = runner.invoke(app, ["dataset", "share", d.name, "--private", "--remove", "groups/hydro"], env=env)
+    assert private.exit_code == 0 and f"{d.name}: private" in text(private)
+    bad = runner.invoke(app, ["dataset", "share", d.name, "--user", "Not A Name"], env=env)
+    assert bad.exit_code == 1 and "dataset.readers" in text(bad)

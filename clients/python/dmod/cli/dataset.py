@@ -294,11 +294,35 @@ async def show(client: DatasetsClient, dataset: str = typer.Argument(...),
             ("objects", f"{d.object_count} ({d.size_bytes:,} bytes)"), ("created", _fmt_time(d.create_time)),
             ("sealed", _fmt_time(d.seal_time)), ("description", d.description or "-"),
             ("labels", ", ".join(f"{k}={v}" for k, v in sorted(d.labels.items())) or "-"),
-            ("derived from", ", ".join(d.derived_from) or "-")]
+            ("derived from", ", ".join(d.derived_from) or "-"), ("sharing", _sharing(d))]
     for key, value in rows:
         console.print(f"[bold]{key:>13}[/bold]  {value}", highlight=False)
     for i, line in enumerate(domain_lines(d.domain)):
         console.print(f"[bold]{'domain' if i == 0 else '':>13}[/bold]  {line}", highlight=False)
+
+
+def _sharing(d: datasets_pb2.Dataset) -> str:
+    public = d.visibility == datasets_pb2.DATASET_VISIBILITY_PUBLIC
+    readers = ", ".join(d.readers)
+    return ("public" if public else "private") + (f"; readers {readers}" if readers else "")
+
+
+@app.command()
+@command
+async def share(client: DatasetsClient, dataset: str = typer.Argument(...),
+                user: list[str] = typer.Option([], "--user", "-u", help="Let this user read it (repeatable)"),
+                group: list[str] = typer.Option([], "--group", "-g", help="Let this group's members read it"),
+                remove: list[str] = typer.Option([], "--remove", help="Take users/NAME or groups/NAME off the readers"),
+                public: bool = typer.Option(None, "--public/--private", help="Every user may read it / only readers")):
+    """Share a dataset for reading (owner or admin): with users, groups, or everyone; `--private` undoes --public."""
+    name = await client.resolve(dataset)
+    d = await client.get_dataset(name)
+    readers = [r for r in d.readers if r not in remove]
+    readers += [r for r in [f"users/{u}" for u in user] + [f"groups/{g}" for g in group] if r not in readers]
+    visibility = None if public is None else (datasets_pb2.DATASET_VISIBILITY_PUBLIC if public
+                                              else datasets_pb2.DATASET_VISIBILITY_PRIVATE)
+    d = await client.update_dataset(name, readers=readers, visibility=visibility)
+    console.print(f"{d.name}: {_sharing(d)}", highlight=False)
 
 
 @app.command()
