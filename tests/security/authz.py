@@ -557,3 +557,16 @@ def auth_required_services(service_env: dict[str, str], timeout: float = 60.0):
             proc.kill()
             proc.wait()
         log.close()
+
+
+async def chaos_counts(gateway: str, home: str | Path, service_env: dict[str, str],
+                       only: set[str] | None = None) -> dict:
+    """For `make chaos`: the whole matrix on a running stack (`home`: its DMOD_HOME, for the signing
+    key; `service_env`: StackState.service_env(), to start the auth-required services for the
+    anonymous column). Returns MatrixReport.counts() plus the leaking calls."""
+    key = (Path(home) / "keys/jwt.key").read_bytes()
+    with auth_required_services(service_env) as anonymous:
+        report = await run_matrix(gateway, key, anonymous, only=only)
+    return {**report.counts(), "leaking_calls": [f"{c.method} as {c.identity}: {c.code} {c.detail}".strip()
+                                                 for c in report.calls if c.leak],
+            "table": report.table()}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .authz import EXPECT, IDENTITIES, all_methods, auth_required_services, run_matrix
+from .authz import EXPECT, IDENTITIES, all_methods, auth_required_services, chaos_counts, run_matrix
 
 
 def test_every_rpc_has_an_expectation():
@@ -38,3 +38,11 @@ async def test_authorization_matrix(stack, anonymous_target, tmp_path):
     assert report.internal_or_unknown == 0, [c for c in report.calls if c.code in ("INTERNAL", "UNKNOWN")]
     assert not report.mismatches, "\n".join(
         f"{c.method} as {c.identity}: {c.code}, expected {sorted(c.expected)} {c.detail}" for c in report.mismatches)
+
+
+async def test_chaos_entry_point(stack):
+    """What `make chaos` calls: counts of a (here: one-RPC) matrix on a running stack."""
+    counts = await chaos_counts(stack.gateway, stack.home, stack.service_env(),
+                                only={"/dmod.v1.DatasetService/GetDataset"})
+    assert counts["calls"] == len(IDENTITIES) and counts["leaks"] == 0 and counts["internal_or_unknown"] == 0
+    assert counts["leaking_calls"] == [] and "DatasetService/GetDataset" in counts["table"]

@@ -141,7 +141,10 @@ def bootstrap_admin(home: Path, gateway: str) -> str:
     nothing was done)."""
     metadata = operator_metadata(home)
     if not metadata:
-        return ""
+        key = home / "keys/jwt.key"
+        return (f"[yellow]no first admin created:[/yellow] {key} is not readable by this user; run "
+                f"`dmod user create NAME --admin` as its owner, or start the auth service with "
+                f"DMOD_BOOTSTRAP_ADMIN and DMOD_BOOTSTRAP_ADMIN_PASSWORD_FILE") if key.exists() else ""
 
     async def go() -> str:
         async with aio_channel(gateway) as ch:
