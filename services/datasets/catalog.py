@@ -1,7 +1,6 @@
 """Dataset lifecycle: create (idempotent), get, list, update, seal (OPEN → SEALED), delete."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
 
@@ -49,19 +48,14 @@ class Catalog:
         size = pagination.page_size(request.page_size)
         filters = {"category": request.category, "data_format": request.data_format, "owner": request.owner,
                    "labels": dict(request.labels), "state": request.state}
-        key = pagination.decode(request.page_token, filters)
-        after = None
-        if key:
-            try:
-                after = (dt.datetime.fromisoformat(key[0]), uuid.UUID(key[1]))
-            except (ValueError, IndexError, TypeError):
-                raise InvalidArgument(("page_token", "is not a token returned by this method")) from None
+        key = pagination.decode(request.page_token, filters, schema=(pagination.timestamp, pagination.uuid_value))
+        after = tuple(key) if key else None
         async with self.pool.acquire() as conn:
             viewer = await access.visible_filter(conn)
             rows = await store.list_datasets(conn, after=after, limit=size + 1, viewer=viewer, **filters)
         page, more = rows[:size], len(rows) > size
         token = pagination.encode([page[-1]["create_time"].isoformat(), str(page[-1]["id"])], filters) if more else ""
-        return datasets_pb2.ListDatasetsResponse(datasets=[convert.dataset(r, domain_codec.MAX_VALUES_IN_LISTS) for r in page], next_page_token=token)
+        return datasets_pb2.ListDatasetsResponse(datasets=[convert.listed(r, domain_codec.MAX_VALUES_IN_LISTS) for r in page], next_page_token=token)
 
     # ---- create / update -----------------------------------------------------------------
     async def create(self, request: datasets_pb2.CreateDatasetRequest) -> datasets_pb2.CreateDatasetResponse:

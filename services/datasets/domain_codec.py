@@ -96,6 +96,21 @@ def to_json(d: Domain) -> dict:
 _BY_NAME = {v: k for k, v in INDEX_NAMES.items()}
 
 
+def json_to_proto(doc: dict | None, max_values: int = MAX_VALUES) -> domain_pb2.Domain:
+    """`to_proto(from_json(doc))` without re-sorting: `to_json` stored the values in natural
+    order already (sorting 50 ids of each of 50 datasets was most of a ListDatasets call)."""
+    pb = domain_pb2.Domain()
+    if not doc:
+        return pb
+    for c in sorted(doc.get("continuous", []), key=lambda c: _BY_NAME[c["index"]]):
+        pb.continuous.add(index=_BY_NAME[c["index"]], begin_time=_dt_to_ts(dt.datetime.fromisoformat(c["begin"])),
+                          end_time=_dt_to_ts(dt.datetime.fromisoformat(c["end"])))
+    for x in sorted(doc.get("discrete", []), key=lambda x: _BY_NAME[x["index"]]):
+        values = x["values"]
+        pb.discrete.add(index=_BY_NAME[x["index"]], values=values[:max_values], value_count=len(values))
+    return pb
+
+
 def from_json(doc: dict | None) -> Domain:
     if not doc:
         return Domain()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from dmod.services.runtime.errors import InvalidArgument
+from dmod.services.runtime.errors import InvalidArgument, quote
 
 MAX_PATH_BYTES = 1024
 _PREFIX = "datasets/"
@@ -20,18 +20,18 @@ def object_name(dataset_id: uuid.UUID | str, path: str) -> str:
 
 def parse_dataset_name(name: str, field: str = "name") -> uuid.UUID:
     if not name.startswith(_PREFIX):
-        raise InvalidArgument((field, f"must look like datasets/{{id}}, got {name!r}"))
+        raise InvalidArgument((field, f"must look like datasets/{{id}}, got {quote(name)}"))
     raw = name[len(_PREFIX):]
     try:
         return uuid.UUID(raw)
     except ValueError:
-        raise InvalidArgument((field, f"{raw!r} is not a dataset id (a UUID)")) from None
+        raise InvalidArgument((field, f"{quote(raw)} is not a dataset id (a UUID)")) from None
 
 
 def parse_object_name(name: str, field: str = "name") -> tuple[uuid.UUID, str]:
     head, sep, path = name.partition(_OBJECTS)
     if not sep:
-        raise InvalidArgument((field, f"must look like datasets/{{id}}/objects/{{path}}, got {name!r}"))
+        raise InvalidArgument((field, f"must look like datasets/{{id}}/objects/{{path}}, got {quote(name)}"))
     return parse_dataset_name(head, field), check_path(path, field)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dmod.services.datasets import access, convert, names, pagination, store
 from dmod.services.datasets.transfer import upload_rows
 from dmod.services.datasets.transfer.commit import REPLACED_GRACE_SECONDS, check_writable
-from dmod.services.runtime.errors import InvalidArgument, NotFound
+from dmod.services.runtime.errors import NotFound
 from dmod.v1 import datasets_pb2
 
 
@@ -12,9 +12,7 @@ async def list_objects(pool, request: datasets_pb2.ListObjectsRequest) -> datase
     dataset_id = names.parse_dataset_name(request.parent, "parent")
     size = pagination.page_size(request.page_size, default=1000)
     filters = {"parent": request.parent, "prefix": request.prefix}
-    key = pagination.decode(request.page_token, filters)
-    if key is not None and (len(key) != 1 or not isinstance(key[0], str)):
-        raise InvalidArgument(("page_token", "is not a token returned by this method"))
+    key = pagination.decode(request.page_token, filters, schema=(pagination.text,))
     async with pool.acquire() as conn:
         if await store.get_dataset(conn, dataset_id) is None:
             raise NotFound(f"{request.parent} does not exist", reason="DATASET_NOT_FOUND")

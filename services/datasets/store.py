@@ -104,8 +104,9 @@ async def list_datasets(conn, *, category: int, data_format: int, owner: str, la
         where.append(_visible(viewer, arg))
     if after:
         where.append(f"(create_time, id) < ({arg(after[0])}, {arg(after[1])})")
-    sql = (f"SELECT {_DATASET_COLUMNS} FROM datasets {'WHERE ' + ' AND '.join(where) if where else ''} "
-           f"ORDER BY create_time DESC, id DESC LIMIT {arg(limit)}")
+    # row_version (the row's xmin) changes with every update: convert.listed caches by it
+    sql = (f"SELECT {_DATASET_COLUMNS}, xmin::text AS row_version FROM datasets "
+           f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY create_time DESC, id DESC LIMIT {arg(limit)}")
     return await conn.fetch(sql, *args)
 
 

@@ -1,14 +1,14 @@
 """Evaluations in Postgres: the record, its progress and results; Redis announces changes."""
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
 import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from dmod.services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from dmod.services.runtime import page_tokens
+from dmod.services.runtime.errors import AlreadyExists, InvalidArgument, NotFound, quote
 from dmod.v1 import evaluation_pb2
 
 PENDING, RUNNING = evaluation_pb2.EVALUATION_STATE_PENDING, evaluation_pb2.EVALUATION_STATE_RUNNING
@@ -27,7 +27,7 @@ def parse_name(name: str, field: str = "name") -> uuid.UUID:
             raise ValueError
         return uuid.UUID(raw)
     except ValueError:
-        raise InvalidArgument((field, f"{name!r} is not an evaluation name (evaluations/{{id}})")) from None
+        raise InvalidArgument((field, f"{quote(name)} is not an evaluation name (evaluations/{{id}})")) from None
 
 
 def _ts(value) -> Timestamp:
@@ -69,7 +69,7 @@ class EvaluationStore:
             row = await conn.fetchrow("SELECT * FROM evaluations WHERE owner = $1 AND request_id = $2", owner,
                                       request_id)
         if bytes(row["spec"]) != data:
-            raise AlreadyExists(f"request_id {request_id!r} was used for a different evaluation "
+            raise AlreadyExists(f"request_id {quote(request_id)} was used for a different evaluation "
                                 f"(evaluations/{row['id']})", reason="REQUEST_ID_REUSED")
         return row, False
 
@@ -89,12 +89,12 @@ class EvaluationStore:
         if job:
             args.append(job)
             where.append(f"job = ${len(args)}")
-        if page_token:
-            try:
-                time_s, last_id = json.loads(base64.urlsafe_b64decode(page_token.encode()))
-                args += [time_s, uuid.UUID(last_id)]
-            except (ValueError, TypeError):
-                raise InvalidArgument(("page_token", "not a token from an earlier ListEvaluations")) from None
+        # The token is bound to the filter (owner, job) and fully validated (runtime/page_tokens.py):
+        # a crafted position (1e400, a non-UUID) is INVALID_ARGUMENT, never a database error.
+        filters = {"owner": owner, "job": job}
+        key = page_tokens.decode(page_token, filters, schema=(page_tokens.epoch_seconds, page_tokens.uuid_value))
+        if key is not None:
+            args += key
             where.append(f"(extract(epoch from create_time), id) < (${len(args) - 1}, ${len(args)})")
         args.append(page_size + 1)
         sql = ("SELECT *, extract(epoch from create_time) AS epoch FROM evaluations"
@@ -105,7 +105,7 @@ class EvaluationStore:
         if len(rows) > page_size:
             rows = rows[:page_size]
             last = rows[-1]
-            token = base64.urlsafe_b64encode(json.dumps([float(last["epoch"]), str(last["id"])]).encode()).decode()
+            token = page_tokens.encode([float(last["epoch"]), str(last["id"])], filters)
         return rows, token
 
     async def claim(self, evaluation_id: uuid.UUID | None = None) -> list:

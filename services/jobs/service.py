@@ -12,7 +12,13 @@ from dmod.services.jobs.watch import stream_logs, watch_job
 from dmod.services.runtime import scopes
 from dmod.services.runtime.app import App
 from dmod.services.runtime.auth import Principal, current_principal, require_job_scope
-from dmod.services.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from dmod.services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    quote,
+)
 from dmod.v1 import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger("dmod.jobs")
@@ -23,7 +29,7 @@ MAX_PAGE = 500
 def parse_name(name: str, field: str = "name") -> str:
     job_id = name.removeprefix("jobs/")
     if not name.startswith("jobs/") or not job_id or "/" in job_id or len(job_id) > 64:
-        raise InvalidArgument((field, f"must look like jobs/{{id}}, got {name!r}"))
+        raise InvalidArgument((field, f"must look like jobs/{{id}}, got {quote(name)}"))
     return job_id
 
 

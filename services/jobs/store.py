@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import asyncpg
 
 from dmod.services.jobs import convert, states
-from dmod.services.runtime.errors import AlreadyExists
+from dmod.services.runtime.errors import AlreadyExists, quote
 from dmod.v1 import jobs_pb2
 
 Publish = Callable[[list[jobs_pb2.JobEvent]], Awaitable[None]]
@@ -98,12 +98,12 @@ class JobStore:
                 continue  # the key's job was deleted meanwhile: try again
             if key["request_hash"] != digest:
                 raise AlreadyExists(
-                    f"request_id {request_id!r} was used for a different job ({convert.job_name(key['job_id'])})",
+                    f"request_id {quote(request_id)} was used for a different job ({convert.job_name(key['job_id'])})",
                     reason="REQUEST_ID_REUSED", metadata={"job": convert.job_name(key["job_id"])})
             existing = await self.pool.fetchrow("SELECT * FROM jobs WHERE id = $1", key["job_id"])
             if existing is not None:
                 return existing, False
-        raise AlreadyExists(f"request_id {request_id!r} is being used concurrently", reason="REQUEST_ID_CONFLICT")
+        raise AlreadyExists(f"request_id {quote(request_id)} is being used concurrently", reason="REQUEST_ID_CONFLICT")
 
     # ---- reads -------------------------------------------------------------------------------
     async def get(self, job_id: str, conn=None):

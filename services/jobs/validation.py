@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from dmod.services.runtime.errors import quote
 from dmod.v1 import jobs_pb2, partitioner_pb2
 
 DATASET_NAME = re.compile(r"^datasets/[A-Za-z0-9._-]{1,128}$")
@@ -19,9 +20,9 @@ def validate_create(request: jobs_pb2.CreateJobRequest) -> list[tuple[str, str]]
     spec = request.spec
     v: list[tuple[str, str]] = []
     if spec.model not in MODELS:
-        v.append(("spec.model", f"unknown model {spec.model!r} (supported: ngen)"))
+        v.append(("spec.model", f"unknown model {quote(spec.model)} (supported: ngen)"))
     if spec.engine not in ENGINES:
-        v.append(("spec.engine", f"unknown engine {spec.engine!r} (auto, ngen, embedded, noop)"))
+        v.append(("spec.engine", f"unknown engine {quote(spec.engine)} (auto, ngen, embedded, noop)"))
     if spec.cpu_count < 0:
         v.append(("spec.cpu_count", "must be positive"))
     elif spec.cpu_count > MAX_CPUS:
@@ -37,7 +38,7 @@ def validate_create(request: jobs_pb2.CreateJobRequest) -> list[tuple[str, str]]
     for role in DATASET_ROLES:
         value = getattr(spec, role)
         if value and not DATASET_NAME.match(value):
-            v.append((f"spec.{role}", f"must look like datasets/{{id}}, got {value!r}"))
+            v.append((f"spec.{role}", f"must look like datasets/{{id}}, got {quote(value)}"))
     if spec.bmi_library_dataset and spec.engine == "embedded":
         v.append(("spec.bmi_library_dataset", ("compiled BMI libraries run only under ngen; the embedded engine "
                                                "runs bmi_python models (use engine auto or ngen)")))
@@ -47,7 +48,7 @@ def validate_create(request: jobs_pb2.CreateJobRequest) -> list[tuple[str, str]]
         v.append(("spec.partition_method", "unknown partition method"))
     for i, cid in enumerate(spec.catchment_ids):
         if not ID.match(cid):
-            v.append((f"spec.catchment_ids[{i}]", f"not a catchment id: {cid!r}"))
+            v.append((f"spec.catchment_ids[{i}]", f"not a catchment id: {quote(cid)}"))
     if len(set(spec.catchment_ids)) != len(spec.catchment_ids):
         v.append(("spec.catchment_ids", "duplicate ids"))
     if not -1000 <= spec.priority <= 1000:

@@ -5,6 +5,7 @@ In the local default (DMOD_AUTH_REQUIRED=false) a call without a token acts as t
 from __future__ import annotations
 
 import contextvars
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -14,9 +15,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dmod.services.runtime.errors import PermissionDenied, Unauthenticated
+from dmod.services.runtime.errors import PermissionDenied, Unauthenticated, bounded
 
 ISSUER = "dmod"
+_JOB_NAME = re.compile(r"jobs/[^\x00/]{1,200}")  # a worker token's job (TokenIssuer.issue(job=...))
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,23 @@ class TokenVerifier:
         if self._key is None:
             raise Unauthenticated("this server has no verification key", reason="TOKEN_UNVERIFIABLE")
         try:
-            claims = jwt.decode(token, self._key, algorithms=["EdDSA"], issuer=ISSUER)
+            claims = jwt.decode(token, self._key, algorithms=["EdDSA"], issuer=ISSUER,
+                                options={"require": ["sub", "exp"]})
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("token expired", reason="TOKEN_EXPIRED") from None
         except jwt.InvalidTokenError as exc:
-            raise Unauthenticated(f"invalid token: {exc}", reason="TOKEN_INVALID") from None
-        return Principal(user=claims["sub"], roles=tuple(claims.get("roles", ())), job=claims.get("job"),
-                         claims=claims)
+            raise Unauthenticated(bounded(f"invalid token: {exc}", 200), reason="TOKEN_INVALID") from None
+        except Exception:  # noqa: BLE001 - whatever a crafted token makes the JWT library raise
+            raise Unauthenticated("invalid token", reason="TOKEN_INVALID") from None
+        # Signed by our key but not shaped like our tokens (TokenIssuer.issue): no identity.
+        user, roles, job = claims.get("sub"), claims.get("roles", []), claims.get("job")
+        if not isinstance(user, str) or not user or len(user) > 256 or "\x00" in user:
+            raise Unauthenticated("invalid token: claim 'sub' must be a user name", reason="TOKEN_INVALID")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated("invalid token: claim 'roles' must be a list of strings", reason="TOKEN_INVALID")
+        if job is not None and not (isinstance(job, str) and _JOB_NAME.fullmatch(job)):
+            raise Unauthenticated("invalid token: claim 'job' must be jobs/{id}", reason="TOKEN_INVALID")
+        return Principal(user=user, roles=tuple(roles), job=job, claims=claims)
 
 
 def require_job_scope(principal: Principal, job: str) -> None:

@@ -11,16 +11,51 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "dmod.v1"
 
+# Error text is bounded, whatever a service put in it: a client's 1 MiB value must never come back
+# as 1 MiB of trailing metadata (Envoy then drops the upstream connection and unrelated calls fail).
+# Input echoed in a message goes through `quote` (at most ECHO_LIMIT bytes of it); the limits below
+# are the backstop for everything else. Cut text ends with "…".
+ECHO_LIMIT = 64
+FIELD_LIMIT = 100
+DESCRIPTION_LIMIT = 240
+MESSAGE_LIMIT = 1024
+METADATA_VALUE_LIMIT = 100
+METADATA_ENTRIES = 16
+MAX_VIOLATIONS = 20
+
+
+def bounded(text: object, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (at a character boundary) plus "…" when it was longer."""
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit // 4 or len(raw := text.encode("utf-8", "surrogatepass")) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore") + "…"
+
+
+def quote(value: object, limit: int = ECHO_LIMIT) -> str:
+    """A client's value for an error message: repr() of at most `limit` bytes of it (NUL and control
+    characters escaped)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text.encode("utf-8", "surrogatepass")) > limit:
+        return repr(bounded(text, limit)[:-1]) + "…"
+    return repr(text)
+
+
+def _bounded_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+    items = list((metadata or {}).items())[:METADATA_ENTRIES]
+    return {bounded(k, 64): bounded(v, METADATA_VALUE_LIMIT) for k, v in items}
+
 
 class DmodError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_reason = "INTERNAL"
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
+        message = bounded(message, MESSAGE_LIMIT)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
-        self.metadata = metadata or {}
+        self.metadata = _bounded_metadata(metadata)
 
     def details(self) -> list[any_pb2.Any]:
         info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
@@ -42,7 +77,12 @@ class InvalidArgument(DmodError):
                  metadata: dict[str, str] | None = None):
         if isinstance(violations, tuple):
             violations = [violations]
-        self.violations = list(violations)
+        violations = list(violations)
+        more = len(violations) - MAX_VIOLATIONS
+        self.violations = [(bounded(f, FIELD_LIMIT), bounded(d, DESCRIPTION_LIMIT))
+                           for f, d in violations[:MAX_VIOLATIONS]]
+        if more > 0:
+            self.violations.append(("request", f"and {more} more violations"))
         message = "; ".join(f"{field}: {desc}" for field, desc in self.violations) or "invalid argument"
         super().__init__(message, reason=reason, metadata=metadata)
 
@@ -127,7 +167,7 @@ def from_downstream(error: grpc.RpcError, field: str = "") -> DmodError:
     a downstream INVALID_ARGUMENT is reported against `field`; anything else means the other
     service is unwell: UNAVAILABLE (retryable), never INTERNAL.
     """
-    code, text = error.code(), error.details() or ""
+    code, text = error.code(), bounded(error.details() or "", DESCRIPTION_LIMIT)
     prefix = f"{field}: " if field else ""
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument((field or "request", text))

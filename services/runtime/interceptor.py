@@ -1,8 +1,16 @@
-"""One server interceptor for every DMOD service: identity, deadline, metrics and error mapping.
+"""One server interceptor for every DMOD service: input, identity, deadline, metrics and error mapping.
 
-Domain errors become their gRPC code with google.rpc details (grpc-status-details-bin);
-anything unexpected is logged with a reference id and reaches the client as a sanitized
-INTERNAL status, never a traceback.
+Input first: every handler is registered without a request deserializer, so that the interceptor
+parses each message itself (the generated parser, or a servicer's `request_parsers`) and runs the
+request guard (runtime/request_guard.py) on it. An undecodable body or a value no service may see
+is INVALID_ARGUMENT with a google.rpc.BadRequest, on unary, server-streaming and client-streaming
+RPCs alike (each message of a client stream, when the servicer reads it), never grpc's
+"UNKNOWN: Unexpected DecodeError" or an INTERNAL from deep inside a service.
+
+Domain errors become their gRPC code with google.rpc details (grpc-status-details-bin); an
+unwrapped error of a downstream DMOD call keeps its meaning (errors.from_downstream); anything
+unexpected is logged with a reference id and reaches the client as a sanitized INTERNAL status,
+never a traceback.
 """
 from __future__ import annotations
 
@@ -14,8 +22,8 @@ import uuid
 
 import grpc
 
-from dmod.services.runtime import auth, deadlines, inflight, scopes
-from dmod.services.runtime.errors import DmodError, internal_status
+from dmod.services.runtime import auth, deadlines, inflight, request_guard, scopes
+from dmod.services.runtime.errors import DmodError, InvalidArgument, from_downstream, internal_status
 from dmod.services.runtime.metrics import RPC_SECONDS, RPC_TOTAL, split_method
 
 log = logging.getLogger("dmod.rpc")
@@ -33,6 +41,38 @@ async def _abort(context: grpc.aio.ServicerContext, status) -> None:
                         trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),))
 
 
+def _decoder(parse, method: str):
+    """raw bytes -> a checked request message; INVALID_ARGUMENT when it is neither."""
+
+    def decode(raw):
+        if parse is None:
+            return raw
+        try:
+            message = parse(raw)
+        except Exception:  # noqa: BLE001 - DecodeError, or whatever a custom parser raises
+            raise InvalidArgument(("request", f"the body is not a valid request message for {method}"),
+                                  reason="MALFORMED_REQUEST") from None
+        request_guard.check(message)
+        return message
+
+    return decode
+
+
+class _Decoded:
+    """A client stream's request iterator yielding decoded, checked messages."""
+
+    __slots__ = ("_decode", "_requests")
+
+    def __init__(self, requests, decode):
+        self._requests, self._decode = requests.__aiter__(), decode
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return self._decode(await self._requests.__anext__())
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: auth.TokenVerifier):
         self._verifier = verifier
@@ -45,7 +85,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
-        parse = self.request_parsers.get(method, handler.request_deserializer)
+        decode = _decoder(self.request_parsers.get(method, handler.request_deserializer), method)
+        streaming_requests = bool(handler.stream_unary or handler.stream_stream)
         public = method.startswith(_PUBLIC_PREFIXES)
         service, name = split_method(method)
 
@@ -63,6 +104,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 # The generated base servicer: a service (or method) not built yet.
                 RPC_TOTAL.labels(service, name, "UNIMPLEMENTED").inc()
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+            if isinstance(exc, grpc.aio.AioRpcError):
+                # A call to another DMOD service that the servicer did not wrap: NOT_FOUND & co.
+                # keep their code, the rest means the other service is unwell (UNAVAILABLE).
+                exc = from_downstream(exc)
             if isinstance(exc, DmodError):
                 RPC_TOTAL.labels(service, name, exc.code.name).inc()
                 await _abort(context, exc.to_status())
@@ -83,6 +128,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 start = time.perf_counter()
                 inflight.enter()
                 try:
+                    request = _Decoded(request, decode) if streaming_requests else decode(request)
                     prepare(context)
                     result = behavior(request, context)
                     if inspect.isawaitable(result):
@@ -97,7 +143,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return result
 
             factory = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-            return factory(unary_response, request_deserializer=parse,
+            return factory(unary_response, request_deserializer=None,
                            response_serializer=handler.response_serializer)
 
         behavior = handler.unary_stream or handler.stream_stream
@@ -105,6 +151,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         async def stream_response(request, context):
             start = time.perf_counter()
             try:
+                request = _Decoded(request, decode) if streaming_requests else decode(request)
                 prepare(context)
                 if inspect.isasyncgenfunction(behavior):
                     async for item in behavior(request, context):
@@ -120,5 +167,5 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             done(start, context)
 
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler
-        return factory(stream_response, request_deserializer=parse,
+        return factory(stream_response, request_deserializer=None,
                        response_serializer=handler.response_serializer)
