@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from dmod.datasets_client import reason
+from dmod.errors import error_details
 from dmod.v1 import datasets_pb2
 
 from .test_transfer import MiB, sha, stored_keys, violations
@@ -66,9 +67,9 @@ async def test_wrong_checksum_in_the_middle_rejects_the_whole_batch(ds, dataset,
     files = [(f"cat-{i}.csv", os.urandom(30_000)) for i in range(30)]
     bad = files[15][0]
     err = await upload_fails(ds, batch(dataset.name, files, digests={bad: sha(b"something else")}))
-    # as for UploadObject: a checksum that does not match the bytes sent is bad input
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(err) == "CHECKSUM_MISMATCH"
-    assert list(violations(err)) == [f"objects/{bad}"]
+    # as for UploadObject: bytes that do not hash to the declared digest were damaged on the way
+    assert err.code() == grpc.StatusCode.DATA_LOSS and reason(err) == "CHECKSUM_MISMATCH"
+    assert error_details(err)["ErrorInfo"].metadata["path"] == bad and bad in err.details()
     assert [o.path for o in await ds.list_objects(dataset.name)] == ["keep.csv"]  # none of the batch
     info = await ds.get_dataset(dataset.name)
     assert (info.object_count, info.size_bytes) == (1, len(b"already here\n"))

@@ -71,7 +71,8 @@ async def test_checksum_mismatch_is_rejected_and_invisible(ds, dataset, s3):
         meta = datasets_pb2.UploadMetadata(parent=dataset.name, path="x.bin", size_bytes=len(data), sha256=meta_sha)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await ds.stub.UploadObject(upload_messages(meta, data, final_sha=final))
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason(err.value) == "CHECKSUM_MISMATCH"
+        # the bytes do not hash to the declared digest: damaged on the way, nothing kept
+        assert err.value.code() == grpc.StatusCode.DATA_LOSS and reason(err.value) == "CHECKSUM_MISMATCH"
     assert await ds.list_objects(dataset.name) == []
     assert await stored_keys(s3, dataset.name) == []
 

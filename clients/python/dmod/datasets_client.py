@@ -69,6 +69,25 @@ class ChecksumMismatch(Exception):
     """Downloaded bytes do not hash to the recorded SHA-256."""
 
 
+class UploadIncomplete(Exception):
+    """Some files of an `upload_files` call failed; every other one is committed. `failed`: object
+    path -> what went wrong; `uploaded`: the objects committed (or already there). Running the same
+    upload again (skip_existing) sends only what is missing."""
+
+    def __init__(self, failed: dict[str, str], uploaded: list):
+        self.failed, self.uploaded = failed, uploaded
+        shown = "; ".join(f"{path}: {why}" for path, why in list(failed.items())[:5])
+        more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
+        super().__init__(f"{len(failed)} file(s) not uploaded, {len(uploaded)} committed — {shown}{more}; "
+                         "run the same upload again to send what is missing")
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc) or exc.__class__.__name__
+
+
 def reason(error: grpc.RpcError) -> str:
     """The ErrorInfo reason of an RPC error ('' if none)."""
     info = error_details(error).get("ErrorInfo")
@@ -577,15 +596,23 @@ class DatasetsClient:
         return list(reply.objects)
 
     async def upload_files(self, dataset: str, files: list[tuple[str | os.PathLike, str]], *, concurrency: int = 8,
-                           progress: Progress | None = None) -> list[datasets_pb2.DataObject]:
+                           progress: Progress | None = None,
+                           skip_existing: bool = False) -> list[datasets_pb2.DataObject]:
         """Upload [(local file, object path)]; returns the objects in the same order. Files up to
         BATCH_FILE go in UploadObjects batches (a few at a time), larger ones one stream each
-        (resumable), `concurrency` streams in all."""
+        (resumable), `concurrency` streams in all. A failed batch or file does not stop the others:
+        at the end UploadIncomplete names what failed. `skip_existing`: files the dataset already
+        holds with the same size and SHA-256 are not sent again."""
         sizes = {i: Path(local).stat().st_size for i, (local, _) in enumerate(files)}
         total = sum(sizes.values())
         done = dict.fromkeys(sizes, 0)
         results: dict[int, datasets_pb2.DataObject] = {}
+        failed: dict[int, str] = {}
         sem = asyncio.Semaphore(concurrency)
+        if skip_existing:
+            present = await self._already_there(dataset, files, sizes)
+            results.update(present)
+            done.update({i: sizes[i] for i in present})
 
         def report() -> None:
             if progress:
@@ -597,16 +624,27 @@ class DatasetsClient:
                 report()
             async with sem:
                 local, path = files[i]
-                results[i] = await self.upload_file(dataset, local, path, progress=each)
+                try:
+                    results[i] = await self.upload_file(dataset, local, path, progress=each)
+                except (grpc.aio.AioRpcError, ChecksumMismatch, OSError) as exc:
+                    failed[i] = _why(exc)
 
         async def batch(indices: list[int]) -> None:
             async with sem:
                 try:
                     objects = await self.upload_batch(dataset, [files[i] for i in indices])
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # an older server: one stream per file
-                        raise
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # else an older server: one stream per file
+                        culprit = error_details(exc).get("ErrorInfo")
+                        culprit = culprit.metadata.get("path") if culprit is not None else None
+                        for i in indices:  # nothing of the batch is visible
+                            failed[i] = _why(exc) if files[i][1] == culprit or culprit is None else \
+                                f"not sent: its batch was rejected because of {culprit}"
+                        return
                     objects = None
+                except (ChecksumMismatch, OSError) as exc:
+                    failed.update(dict.fromkeys(indices, _why(exc)))
+                    return
             if objects is None:
                 await asyncio.gather(*(one(i) for i in indices))
                 return
@@ -615,11 +653,29 @@ class DatasetsClient:
                 done[i] = sizes[i]
             report()
 
-        small = [i for i in sizes if sizes[i] <= BATCH_FILE]
-        large = [i for i in sizes if sizes[i] > BATCH_FILE]
+        todo = [i for i in sizes if i not in results]
+        small = [i for i in todo if sizes[i] <= BATCH_FILE]
+        large = [i for i in todo if sizes[i] > BATCH_FILE]
         batches = plan_batches(small, sizes.__getitem__, max(1, min(3, concurrency // 2)))
         await asyncio.gather(*(batch(b) for b in batches), *(one(i) for i in large))
+        if failed:
+            raise UploadIncomplete({files[i][1]: why for i, why in sorted(failed.items())},
+                                   [results[i] for i in sorted(results)])
         return [results[i] for i in range(len(files))]
+
+    async def _already_there(self, dataset: str, files: list[tuple[str | os.PathLike, str]],
+                             sizes: dict[int, int]) -> dict[int, datasets_pb2.DataObject]:
+        """Indices of files the dataset holds already (same path, size and SHA-256)."""
+        prefix = os.path.commonprefix([path for _, path in files]) if files else ""
+        existing = {o.path: o for o in await self.list_objects(dataset, prefix=prefix)}
+        candidates = [i for i, (_, path) in enumerate(files)
+                      if path in existing and existing[path].size_bytes == sizes[i]]
+
+        def compare() -> list[bool]:  # hashing local files: off the event loop
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                return list(pool.map(lambda i: sha256_file(files[i][0]) == existing[files[i][1]].sha256, candidates))
+        matches = await asyncio.to_thread(compare) if candidates else []
+        return {i: existing[files[i][1]] for i, ok in zip(candidates, matches, strict=True) if ok}
 
     async def upload_dir(self, dataset: str, local_dir: str | os.PathLike, prefix: str = "", *,
                          concurrency: int = 8, progress: Progress | None = None) -> list[datasets_pb2.DataObject]:

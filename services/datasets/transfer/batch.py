@@ -11,7 +11,8 @@ every PUT has landed, one transaction under the dataset's row lock upserts every
 (`commit.commit_batch`; a packed row records its offset in the pack). Nothing touches the
 database per object.
 
-All or nothing: bad input (a path, a size, a checksum), a storage failure, or a dataset sealed
+All or nothing: bad input (a path, a size), bytes that do not hash to their declared SHA-256
+(DATA_LOSS naming the object), a storage failure, or a dataset sealed
 meanwhile fail the whole call, and none of its objects becomes visible. The call's S3 keys
 (`datasets/{id}/{batch id}/{path}` and `datasets/{id}/{batch id}.packN`, private to the call) are
 removed then; keys that cannot be
@@ -33,7 +34,7 @@ from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
 from dmod.services.datasets.transfer.blobs import Buffers
 from dmod.services.datasets.transfer.uploads import MAX_CHUNK, content_type_for
-from dmod.services.runtime.errors import InvalidArgument, Unavailable
+from dmod.services.runtime.errors import DataLoss, InvalidArgument, Unavailable
 from dmod.v1 import datasets_pb2
 
 log = logging.getLogger("dmod.datasets.batch")
@@ -239,10 +240,11 @@ class Batch:
     # ---- storing -----------------------------------------------------------------------------
     @staticmethod
     def _check(obj: _Object, actual: str) -> None:
-        if actual != obj.sha256:  # never store what is rejected anyway
-            raise InvalidArgument(
-                (_field(obj.path), f"sha256: the bytes received hash to {actual}, not {obj.sha256}"),
-                reason="CHECKSUM_MISMATCH", metadata={"path": obj.path, "expected": obj.sha256, "actual": actual})
+        if actual != obj.sha256:  # damaged on the way (or changed while read): never stored
+            raise DataLoss(f"{obj.path}: the bytes received hash to {actual}, not the declared {obj.sha256}; "
+                           "nothing of this call was kept, send it again",
+                           reason="CHECKSUM_MISMATCH", metadata={"path": obj.path, "expected": obj.sha256,
+                                                                 "actual": actual})
 
     async def store(self, obj: _Object) -> None:
         """Hash a complete object and pack it, or PUT it alone; waits while the call's budget is

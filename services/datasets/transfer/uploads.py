@@ -326,8 +326,9 @@ class Session:
         if not self.sha256 or self.sha256 == digest:
             return
         await self.discard()
-        raise InvalidArgument(("metadata.sha256", f"the bytes received hash to {digest}, not {self.sha256}"),
-                              reason="CHECKSUM_MISMATCH", metadata={"expected": self.sha256, "actual": digest})
+        raise DataLoss(f"{self.path}: the bytes received hash to {digest}, not the declared {self.sha256}; "
+                       "nothing was kept", reason="CHECKSUM_MISMATCH",
+                       metadata={"path": self.path, "expected": self.sha256, "actual": digest})
 
     async def discard(self) -> None:
         await self.drain()

@@ -57,7 +57,7 @@ BATCH_MAX_FILE = 4 << 20
 BATCHES_IN_FLIGHT = 3
 SINGLES_IN_FLIGHT = 4
 _CHUNK = 1 << 20
-_RETRY_CODES = ("UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED")
+_RETRY_CODES = ("UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED", "DATA_LOSS")  # DATA_LOSS: damaged in transit
 
 
 def plan_batches(sizes: list[tuple[Path, int]], lanes: int = BATCHES_IN_FLIGHT) -> list[list[tuple[Path, int]]]:

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from dmod.datasets_client import DatasetsClient, make_domain, requirement
+from dmod.datasets_client import DatasetsClient, UploadIncomplete, make_domain, requirement
 from dmod.errors import describe
 from dmod.upload_journal import UploadJournal
 from dmod.v1 import datasets_pb2, domain_pb2
@@ -182,10 +182,25 @@ async def upload(client: DatasetsClient,
     started = time.perf_counter()
     with _progress("upload") as progress:
         task = progress.add_task(f"upload {len(jobs)} file(s)", total=total)
-        # small files many per call (UploadObjects), large ones one resumable stream each
-        objects = await client.upload_files(name, jobs, concurrency=concurrency,
-                                            progress=lambda n, _t: progress.update(task, completed=n))
+        # small files many per call (UploadObjects), large ones one resumable stream each; files
+        # already there (same size and SHA-256) are skipped, so a rerun sends only what is missing
+        try:
+            objects = await client.upload_files(name, jobs, concurrency=concurrency, skip_existing=True,
+                                                progress=lambda n, _t: progress.update(task, completed=n))
+        except UploadIncomplete as exc:
+            failed = exc
+        else:
+            failed = None
     seconds = time.perf_counter() - started
+    if failed is not None:
+        for path, why in list(failed.failed.items())[:20]:
+            err_console.print(f"[red]not uploaded[/red] {path}: {why}", highlight=False)
+        if len(failed.failed) > 20:
+            err_console.print(f"... and {len(failed.failed) - 20} more", highlight=False)
+        err_console.print(f"[red]error[/red] {len(failed.failed)} of {len(jobs)} file(s) not uploaded "
+                          f"({len(failed.uploaded)} committed); run the same command again to send what is missing",
+                          highlight=False)
+        raise typer.Exit(1)
     sealed = await client.seal_dataset(name) if seal else None
     if as_json:
         _print_json({"dataset": name, "objects": [_as_dict(o) for o in objects], "bytes": total,
