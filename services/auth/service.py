@@ -19,6 +19,7 @@ from dmod.services.runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     Unauthenticated,
 )
@@ -141,6 +142,42 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             "SELECT * FROM users WHERE username > $1 ORDER BY username LIMIT $2", after, size + 1)
         token = base64.urlsafe_b64encode(rows[size - 1]["username"].encode()).decode() if len(rows) > size else ""
         return auth_pb2.ListUsersResponse(users=[_user(r) for r in rows[:size]], next_page_token=token)
+
+    async def UpdateUser(self, request, context):
+        _require_admin("change users")
+        paths = list(request.update_mask.paths)
+        known = ("roles", "groups", "password")
+        if not paths:
+            raise InvalidArgument(("update_mask", f"name the fields to update: {', '.join(known)}"))
+        bad = [p[:40] for p in paths if p not in known]
+        if bad:
+            raise InvalidArgument(("update_mask", f"cannot update {bad[:5]} (updatable: {', '.join(known)})"))
+        username = request.user.name.removeprefix("users/") if request.user.name.startswith("users/") \
+            else request.user.username if not request.user.name else ""
+        violations = [] if USERNAME.match(username) else [("user.name", "must look like users/{username}")]
+        checked = user_violations(username or "x" * 2, request.password if "password" in paths else "x" * 8,
+                                  request.user.roles if "roles" in paths else (),
+                                  request.user.groups if "groups" in paths else ())
+        violations += [(f if f == "password" else f"user.{f}", d) for f, d in checked if f != "username"]
+        if "roles" in paths and not request.user.roles:
+            violations.append(("user.roles", "give at least one role (admin, user)"))
+        if violations:
+            raise InvalidArgument(violations)
+        pool = await self.app.db()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('dmod.auth.bootstrap'))")  # vs. last-admin races
+            row = await conn.fetchrow("SELECT * FROM users WHERE username = $1 FOR UPDATE", username)
+            if row is None:
+                raise NotFound(f"users/{username} does not exist", reason="USER_NOT_FOUND")
+            roles = list(dict.fromkeys(request.user.roles)) if "roles" in paths else list(row["roles"])
+            if "admin" in row["roles"] and "admin" not in roles and not await conn.fetchval(
+                    "SELECT count(*) FROM users WHERE 'admin' = ANY(roles) AND username <> $1", username):
+                raise FailedPrecondition(f"users/{username} is the last admin", reason="LAST_ADMIN")
+            groups = sorted(set(request.user.groups)) if "groups" in paths else list(row["groups"])
+            password_hash = _hasher.hash(request.password) if "password" in paths else row["password_hash"]
+            row = await conn.fetchrow("UPDATE users SET roles = $2, groups = $3, password_hash = $4 WHERE username = $1 "
+                                      "RETURNING *", username, roles, groups, password_hash)
+        return auth_pb2.UpdateUserResponse(user=_user(row))
 
 
 async def bootstrap_admin(pool, username: str, password: str) -> bool:

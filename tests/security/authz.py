@@ -93,6 +93,7 @@ EXPECT: dict[str, dict[str, Expect]] = {
     "/dmod.v1.AuthService/GetCurrentUser": row(_OK, _OK, _OK, _PD),
     "/dmod.v1.AuthService/CreateUser": row(_PD, _PD, _OK, _PD),
     "/dmod.v1.AuthService/ListUsers": row(_PD, _PD, _OK, _PD),
+    "/dmod.v1.AuthService/UpdateUser": row(_PD, _PD, _OK, _PD),
     # DatasetService: private by default.
     "/dmod.v1.DatasetService/CreateDataset": row(_OK, _OK, _OK, _PD),  # one's own dataset
     "/dmod.v1.DatasetService/GetDataset": _OWNER_ONLY,
@@ -351,6 +352,9 @@ def _requests() -> dict[str, Build]:
         "/dmod.v1.AuthService/CreateUser": lambda c, _: a.CreateUserRequest(
             username=c.fresh("user").replace("authz-", "authz."), password=uuid.uuid4().hex, roles=["user"]),
         "/dmod.v1.AuthService/ListUsers": lambda c, _: a.ListUsersRequest(),
+        "/dmod.v1.AuthService/UpdateUser": lambda c, i: a.UpdateUserRequest(
+            user=a.User(name=f"users/{c.owner}", groups=[f"set-by-{i}"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["groups"])),
         "/dmod.v1.DatasetService/CreateDataset": lambda c, _: d.CreateDatasetRequest(dataset=d.Dataset(
             display_name=c.fresh("new"), category=domain_pb2.DATA_CATEGORY_FORCING, data_format=1,
             derived_from=[c.dataset])),

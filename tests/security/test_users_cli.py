@@ -59,17 +59,28 @@ def test_first_admin_then_users(stack, tmp_path):
     assert short.exit_code == 1 and "password" in short.output
     listed = runner.invoke(app, ["user", "ls"], env=env)
     assert listed.exit_code == 0 and name in listed.output
+    changed = runner.invoke(app, ["user", "update", name, "--group", "ops", "--group", "hydro", "--admin"], env=env)
+    assert changed.exit_code == 0 and f"users/{name}: admin; groups hydro, ops" in changed.output, changed.output
+    changed = runner.invoke(app, ["user", "update", name, "--user", "--no-groups", "--password-stdin"],
+                            input="another long password\n", env=env)
+    assert changed.exit_code == 0 and f"users/{name}: user; no groups" in changed.output, changed.output
+    assert _login(stack.gateway, name, "another long password").user.roles == ["user"]
+    assert runner.invoke(app, ["user", "update", name], env=env).exit_code == 2  # nothing to change
+    missing = runner.invoke(app, ["user", "update", "nobody-at-all", "--admin"], env=env)
+    assert missing.exit_code == 1 and "NOT_FOUND" in missing.output
+    bad = runner.invoke(app, ["user", "update", name, "--group", "Bad Group"], env=env)
+    assert bad.exit_code == 1 and "INVALID_ARGUMENT" in bad.output and "user.groups" in bad.output
 
     # login writes a private token file that later commands use; that user is no admin
     own = tmp_path / "home"
-    logged = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="a long password\n",
+    logged = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="another long password\n",
                            env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
     assert logged.exit_code == 0, logged.output
     token_file = own / "token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     denied = runner.invoke(app, ["user", "ls"], env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
     assert denied.exit_code == 1 and "PERMISSION_DENIED" in denied.output
-    wrong = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="wrong password\n",
+    wrong = runner.invoke(app, ["user", "login", name, "--password-stdin"], input="a long password\n",
                           env={"DMOD_GATEWAY": stack.gateway, "DMOD_HOME": str(own)})
     assert wrong.exit_code == 1 and "UNAUTHENTICATED" in wrong.output
 

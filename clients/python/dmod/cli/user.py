@@ -1,7 +1,8 @@
-"""`dmod user create|ls|login`: accounts (admins create them) and the CLI's own token.
+"""`dmod user create|update|ls|login`: accounts (admins create them) and the CLI's own token.
 
     dmod user create alice                      # asks for the password (or --password-stdin)
     dmod user create ops --admin --group hydro
+    dmod user update alice --group hydro --group ops  # replaces alice's groups; --admin/--user, --password
     dmod user ls
     dmod user login alice                       # writes $DMOD_HOME/token (0600) for later commands
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import typer
+from google.protobuf import field_mask_pb2
 from rich.console import Console
 from rich.table import Table
 
@@ -89,6 +91,41 @@ def create(username: str = typer.Argument(..., help="Lower case: [a-z][a-z0-9_.-
     user = _run(go()).user
     console.print(f"created [bold]{user.name}[/bold] ({', '.join(user.roles)}"
                   f"{'; groups ' + ', '.join(user.groups) if user.groups else ''})")
+
+
+@app.command("update")
+def update(username: str,
+           admin: bool = typer.Option(None, "--admin/--user", help="Make an admin / a plain user"),
+           group: list[str] = typer.Option(None, "--group", "-g", help="The user's groups (repeatable; replaces them)"),
+           no_groups: bool = typer.Option(False, "--no-groups", help="Remove the user from every group"),
+           password_stdin: bool = typer.Option(False, "--password-stdin", help="New password from stdin"),
+           password: bool = typer.Option(False, "--password", help="Ask for a new password")):
+    """Change a user's role, groups or password (admins only)."""
+    user = auth_pb2.User(name=f"users/{username}")
+    paths = []
+    if admin is not None:
+        user.roles.append("admin" if admin else "user")
+        paths.append("roles")
+    if group or no_groups:
+        user.groups.extend(group or [])
+        paths.append("groups")
+    secret = ""
+    if password or password_stdin:
+        secret = _password(password_stdin, confirm=not password_stdin)
+        paths.append("password")
+    if not paths:
+        err.print("[red]error:[/red] nothing to change (--admin/--user, --group, --no-groups, --password)")
+        raise typer.Exit(2)
+
+    async def go():
+        async with aio_channel() as ch:
+            return await auth_pb2_grpc.AuthServiceStub(ch).UpdateUser(auth_pb2.UpdateUserRequest(
+                user=user, update_mask=field_mask_pb2.FieldMask(paths=paths), password=secret),
+                metadata=_metadata(), timeout=30)
+
+    changed = _run(go()).user
+    console.print(f"{changed.name}: {', '.join(changed.roles)}"
+                  f"{'; groups ' + ', '.join(changed.groups) if changed.groups else '; no groups'}")
 
 
 @app.command("ls")

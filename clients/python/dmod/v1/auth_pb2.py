@@ -22,38 +22,43 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64mod/v1/auth.proto\x12\x07\x64mod.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06groups\x18\x05 \x03(\t\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"s\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x04user\x18\x03 \x01(\x0b\x32\r.dmod.v1.User\"\x17\n\x15GetCurrentUserRequest\"5\n\x16GetCurrentUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"V\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"1\n\x12\x43reateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.dmod.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe1\x02\n\x0b\x41uthService\x12\x36\n\x05Login\x12\x15.dmod.v1.LoginRequest\x1a\x16.dmod.v1.LoginResponse\x12Q\n\x0eGetCurrentUser\x12\x1e.dmod.v1.GetCurrentUserRequest\x1a\x1f.dmod.v1.GetCurrentUserResponse\x12<\n\x07GetJwks\x12\x17.dmod.v1.GetJwksRequest\x1a\x18.dmod.v1.GetJwksResponse\x12\x45\n\nCreateUser\x12\x1a.dmod.v1.CreateUserRequest\x1a\x1b.dmod.v1.CreateUserResponse\x12\x42\n\tListUsers\x12\x19.dmod.v1.ListUsersRequest\x1a\x1a.dmod.v1.ListUsersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64mod/v1/auth.proto\x12\x07\x64mod.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06groups\x18\x05 \x03(\t\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"s\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x04user\x18\x03 \x01(\x0b\x32\r.dmod.v1.User\"\x17\n\x15GetCurrentUserRequest\"5\n\x16GetCurrentUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User\"\x10\n\x0eGetJwksRequest\"$\n\x0fGetJwksResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t\"V\n\x11\x43reateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\"1\n\x12\x43reateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User\"9\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"J\n\x11ListUsersResponse\x12\x1c\n\x05users\x18\x01 \x03(\x0b\x32\r.dmod.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"s\n\x11UpdateUserRequest\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x10\n\x08password\x18\x03 \x01(\t\"1\n\x12UpdateUserResponse\x12\x1b\n\x04user\x18\x01 \x01(\x0b\x32\r.dmod.v1.User2\xa8\x03\n\x0b\x41uthService\x12\x36\n\x05Login\x12\x15.dmod.v1.LoginRequest\x1a\x16.dmod.v1.LoginResponse\x12Q\n\x0eGetCurrentUser\x12\x1e.dmod.v1.GetCurrentUserRequest\x1a\x1f.dmod.v1.GetCurrentUserResponse\x12<\n\x07GetJwks\x12\x17.dmod.v1.GetJwksRequest\x1a\x18.dmod.v1.GetJwksResponse\x12\x45\n\nCreateUser\x12\x1a.dmod.v1.CreateUserRequest\x1a\x1b.dmod.v1.CreateUserResponse\x12\x42\n\tListUsers\x12\x19.dmod.v1.ListUsersRequest\x1a\x1a.dmod.v1.ListUsersResponse\x12\x45\n\nUpdateUser\x12\x1a.dmod.v1.UpdateUserRequest\x1a\x1b.dmod.v1.UpdateUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dmod.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_USER']._serialized_start=64
-  _globals['_USER']._serialized_end=182
-  _globals['_LOGINREQUEST']._serialized_start=184
-  _globals['_LOGINREQUEST']._serialized_end=234
-  _globals['_LOGINRESPONSE']._serialized_start=236
-  _globals['_LOGINRESPONSE']._serialized_end=351
-  _globals['_GETCURRENTUSERREQUEST']._serialized_start=353
-  _globals['_GETCURRENTUSERREQUEST']._serialized_end=376
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=378
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=431
-  _globals['_GETJWKSREQUEST']._serialized_start=433
-  _globals['_GETJWKSREQUEST']._serialized_end=449
-  _globals['_GETJWKSRESPONSE']._serialized_start=451
-  _globals['_GETJWKSRESPONSE']._serialized_end=487
-  _globals['_CREATEUSERREQUEST']._serialized_start=489
-  _globals['_CREATEUSERREQUEST']._serialized_end=575
-  _globals['_CREATEUSERRESPONSE']._serialized_start=577
-  _globals['_CREATEUSERRESPONSE']._serialized_end=626
-  _globals['_LISTUSERSREQUEST']._serialized_start=628
-  _globals['_LISTUSERSREQUEST']._serialized_end=685
-  _globals['_LISTUSERSRESPONSE']._serialized_start=687
-  _globals['_LISTUSERSRESPONSE']._serialized_end=761
-  _globals['_AUTHSERVICE']._serialized_start=764
-  _globals['_AUTHSERVICE']._serialized_end=1117
+  _globals['_USER']._serialized_start=98
+  _globals['_USER']._serialized_end=216
+  _globals['_LOGINREQUEST']._serialized_start=218
+  _globals['_LOGINREQUEST']._serialized_end=268
+  _globals['_LOGINRESPONSE']._serialized_start=270
+  _globals['_LOGINRESPONSE']._serialized_end=385
+  _globals['_GETCURRENTUSERREQUEST']._serialized_start=387
+  _globals['_GETCURRENTUSERREQUEST']._serialized_end=410
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=412
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=465
+  _globals['_GETJWKSREQUEST']._serialized_start=467
+  _globals['_GETJWKSREQUEST']._serialized_end=483
+  _globals['_GETJWKSRESPONSE']._serialized_start=485
+  _globals['_GETJWKSRESPONSE']._serialized_end=521
+  _globals['_CREATEUSERREQUEST']._serialized_start=523
+  _globals['_CREATEUSERREQUEST']._serialized_end=609
+  _globals['_CREATEUSERRESPONSE']._serialized_start=611
+  _globals['_CREATEUSERRESPONSE']._serialized_end=660
+  _globals['_LISTUSERSREQUEST']._serialized_start=662
+  _globals['_LISTUSERSREQUEST']._serialized_end=719
+  _globals['_LISTUSERSRESPONSE']._serialized_start=721
+  _globals['_LISTUSERSRESPONSE']._serialized_end=795
+  _globals['_UPDATEUSERREQUEST']._serialized_start=797
+  _globals['_UPDATEUSERREQUEST']._serialized_end=912
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=914
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=963
+  _globals['_AUTHSERVICE']._serialized_start=966
+  _globals['_AUTHSERVICE']._serialized_end=1390
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,11 @@ class AuthServiceStub:
                 request_serializer=dmod_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=dmod_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/dmod.v1.AuthService/UpdateUser',
+                request_serializer=dmod_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=dmod_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -99,6 +104,13 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUser(self, request, context):
+        """Admins only: a user's roles, groups or password (the fields update_mask names).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +138,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=dmod_dot_v1_dot_auth__pb2.ListUsersRequest.FromString,
                     response_serializer=dmod_dot_v1_dot_auth__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=dmod_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
+                    response_serializer=dmod_dot_v1_dot_auth__pb2.UpdateUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +281,33 @@ class AuthService:
             '/dmod.v1.AuthService/ListUsers',
             dmod_dot_v1_dot_auth__pb2.ListUsersRequest.SerializeToString,
             dmod_dot_v1_dot_auth__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dmod.v1.AuthService/UpdateUser',
+            dmod_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+            dmod_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class AuthServiceStub:
     """Admins only."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]
     """Admins only: every user, by username."""
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]
+    """Admins only: a user's roles, groups or password (the fields update_mask names)."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -55,6 +57,8 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Admins only."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListUsersRequest, _auth_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Admins only: every user, by username."""
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    """Admins only: a user's roles, groups or password (the fields update_mask names)."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users and tokens. Tokens are short-lived JWTs (EdDSA) verified locally by every service and Envoy."""
@@ -96,5 +100,13 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.ListUsersResponse, _abc.Awaitable[_auth_pb2.ListUsersResponse]]:
         """Admins only: every user, by username."""
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _auth_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UpdateUserResponse, _abc.Awaitable[_auth_pb2.UpdateUserResponse]]:
+        """Admins only: a user's roles, groups or password (the fields update_mask names)."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,15 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file dmod/v1/auth.proto.
  */
 export const file_dmod_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChJkbW9kL3YxL2F1dGgucHJvdG8SB2Rtb2QudjEidgoEVXNlchIMCgRuYW1lGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEg0KBXJvbGVzGAMgAygJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZncm91cHMYBSADKAkiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJInMKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCgR1c2VyGAMgASgLMg0uZG1vZC52MS5Vc2VyIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCI1ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiEAoOR2V0Sndrc1JlcXVlc3QiJAoPR2V0Sndrc1Jlc3BvbnNlEhEKCWp3a3NfanNvbhgBIAEoCSJWChFDcmVhdGVVc2VyUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRINCgVyb2xlcxgDIAMoCRIOCgZncm91cHMYBCADKAkiMQoSQ3JlYXRlVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJKChFMaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLmRtb2QudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAky4QIKC0F1dGhTZXJ2aWNlEjYKBUxvZ2luEhUuZG1vZC52MS5Mb2dpblJlcXVlc3QaFi5kbW9kLnYxLkxvZ2luUmVzcG9uc2USUQoOR2V0Q3VycmVudFVzZXISHi5kbW9kLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBofLmRtb2QudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZRI8CgdHZXRKd2tzEhcuZG1vZC52MS5HZXRKd2tzUmVxdWVzdBoYLmRtb2QudjEuR2V0Sndrc1Jlc3BvbnNlEkUKCkNyZWF0ZVVzZXISGi5kbW9kLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GhsuZG1vZC52MS5DcmVhdGVVc2VyUmVzcG9uc2USQgoJTGlzdFVzZXJzEhkuZG1vZC52MS5MaXN0VXNlcnNSZXF1ZXN0GhouZG1vZC52MS5MaXN0VXNlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChJkbW9kL3YxL2F1dGgucHJvdG8SB2Rtb2QudjEidgoEVXNlchIMCgRuYW1lGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEg0KBXJvbGVzGAMgAygJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZncm91cHMYBSADKAkiMgoMTG9naW5SZXF1ZXN0EhAKCHVzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJInMKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbCgR1c2VyGAMgASgLMg0uZG1vZC52MS5Vc2VyIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCI1ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiEAoOR2V0Sndrc1JlcXVlc3QiJAoPR2V0Sndrc1Jlc3BvbnNlEhEKCWp3a3NfanNvbhgBIAEoCSJWChFDcmVhdGVVc2VyUmVxdWVzdBIQCgh1c2VybmFtZRgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRINCgVyb2xlcxgDIAMoCRIOCgZncm91cHMYBCADKAkiMQoSQ3JlYXRlVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJKChFMaXN0VXNlcnNSZXNwb25zZRIcCgV1c2VycxgBIAMoCzINLmRtb2QudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicwoRVXBkYXRlVXNlclJlcXVlc3QSGwoEdXNlchgBIAEoCzINLmRtb2QudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSEAoIcGFzc3dvcmQYAyABKAkiMQoSVXBkYXRlVXNlclJlc3BvbnNlEhsKBHVzZXIYASABKAsyDS5kbW9kLnYxLlVzZXIyqAMKC0F1dGhTZXJ2aWNlEjYKBUxvZ2luEhUuZG1vZC52MS5Mb2dpblJlcXVlc3QaFi5kbW9kLnYxLkxvZ2luUmVzcG9uc2USUQoOR2V0Q3VycmVudFVzZXISHi5kbW9kLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBofLmRtb2QudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZRI8CgdHZXRKd2tzEhcuZG1vZC52MS5HZXRKd2tzUmVxdWVzdBoYLmRtb2QudjEuR2V0Sndrc1Jlc3BvbnNlEkUKCkNyZWF0ZVVzZXISGi5kbW9kLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GhsuZG1vZC52MS5DcmVhdGVVc2VyUmVzcG9uc2USQgoJTGlzdFVzZXJzEhkuZG1vZC52MS5MaXN0VXNlcnNSZXF1ZXN0GhouZG1vZC52MS5MaXN0VXNlcnNSZXNwb25zZRJFCgpVcGRhdGVVc2VyEhouZG1vZC52MS5VcGRhdGVVc2VyUmVxdWVzdBobLmRtb2QudjEuVXBkYXRlVXNlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message dmod.v1.User
@@ -262,6 +262,56 @@ export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE_
   messageDesc(file_dmod_v1_auth, 10);
 
 /**
+ * @generated from message dmod.v1.UpdateUserRequest
+ */
+export type UpdateUserRequest = Message<"dmod.v1.UpdateUserRequest"> & {
+  /**
+   * user.name (users/{username}) names the user; user.roles and user.groups are the new values.
+   *
+   * @generated from field: dmod.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * Paths: roles, groups, password.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+
+  /**
+   * The new password, when update_mask names "password".
+   *
+   * @generated from field: string password = 3;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message dmod.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_auth, 11);
+
+/**
+ * @generated from message dmod.v1.UpdateUserResponse
+ */
+export type UpdateUserResponse = Message<"dmod.v1.UpdateUserResponse"> & {
+  /**
+   * @generated from field: dmod.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message dmod.v1.UpdateUserResponse.
+ * Use `create(UpdateUserResponseSchema)` to create a new message.
+ */
+export const UpdateUserResponseSchema: GenMessage<UpdateUserResponse> = /*@__PURE__*/
+  messageDesc(file_dmod_v1_auth, 12);
+
+/**
  * Users and tokens. Tokens are short-lived JWTs (EdDSA) verified locally by every service and Envoy.
  *
  * @generated from service dmod.v1.AuthService
@@ -312,6 +362,16 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof ListUsersRequestSchema;
     output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * Admins only: a user's roles, groups or password (the fields update_mask names).
+   *
+   * @generated from rpc dmod.v1.AuthService.UpdateUser
+   */
+  updateUser: {
+    methodKind: "unary";
+    input: typeof UpdateUserRequestSchema;
+    output: typeof UpdateUserResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_dmod_v1_auth, 0);
