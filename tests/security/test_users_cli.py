@@ -109,3 +109,29 @@ def test_dataset_share_command(stack):
     assert private.exit_code == 0 and f"{d.name}: private" in text(private)
     bad = runner.invoke(app, ["dataset", "share", d.name, "--user", "Not A Name"], env=env)
     assert bad.exit_code == 1 and "dataset.readers" in text(bad)
+
+
+async def test_server_side_first_admin(settings):
+    """DMOD_BOOTSTRAP_ADMIN (Swarm): the auth service creates the first admin, once, on a fresh database."""
+    import asyncpg
+
+    from dmod.services.auth.service import bootstrap_admin as server_bootstrap
+    from dmod.services.runtime.db import apply_migrations, create_pool
+    from dmod.services.runtime.registry import SERVICES
+
+    db = f"authz_boot_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(settings.database_url)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    url = settings.database_url.rsplit("/", 1)[0] + f"/{db}"
+    pool = await create_pool(url, 1, 2)
+    try:
+        await apply_migrations(pool, "auth", SERVICES["auth"].migrations)
+        assert await server_bootstrap(pool, "root", "a good password") is True
+        assert await server_bootstrap(pool, "root", "a good password") is False
+        assert await server_bootstrap(pool, "second", "a good password") is False  # an admin exists
+        rows = await pool.fetch("SELECT username, roles FROM users")
+        assert [(r["username"], list(r["roles"])) for r in rows] == [("root", ["admin"])]
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP DATABASE "{db}"')
+        await admin.close()
