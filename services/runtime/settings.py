@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     db_pool_min: int = 2
     db_pool_max: int = 10
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Key authenticating the monitor events the services pass each other over Redis (HMAC-SHA256;
+    # every service process needs the same one). Empty: derived from database_url, a secret every
+    # service holds and Redis does not. Job events need none: Redis only says which job has new
+    # events, WatchJob reads them from Postgres.
+    events_key_file: Path | None = None
 
     s3_endpoint: str = "127.0.0.1:8333"
     s3_access_key: str = "dmod"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dmod.local.procs import spawn, tcp_open, wait_for
+from dmod.local.procs import private_dir, spawn, tcp_open, wait_for, write_private
 from dmod.services.runtime.registry import SERVICES
 
 CORS_HEADERS = ("content-type,x-grpc-web,x-user-agent,grpc-timeout,authorization,keep-alive,user-agent,"
@@ -61,10 +61,20 @@ def _endpoints(upstream) -> list[tuple[str, int]]:
     return [tuple(u) for u in upstream]
 
 
-def render_config(listen_port: int, admin_port: int, upstreams: dict, dns: bool = False,
+def admin_address(admin) -> dict | None:
+    """Envoy's admin interface: a TCP port on 127.0.0.1 (int), a Unix socket (path; 0600, for the
+    local stack: other local users must not reach `/quitquitquit` or `/config_dump`), or None: off."""
+    if admin is None:
+        return None
+    if isinstance(admin, int):
+        return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}}
+    return {"address": {"pipe": {"path": str(admin), "mode": 0o600}}}
+
+
+def render_config(listen_port: int, admin_port, upstreams: dict, dns: bool = False,
                   listen_host: str = "127.0.0.1", web: tuple[str, int] | None = None) -> dict:
     """upstreams: service short name -> (host, port) or a list of (host, port) (replicas). Health
-    and reflection go to `jobs` (any would do)."""
+    and reflection go to `jobs` (any would do). `admin_port`: see `admin_address`."""
     routes = [{"match": {"prefix": f"/{info.full_name}/"}, "route": {"cluster": info.name, **_STREAM_SAFE}}
               for info in SERVICES.values()]
     default = "jobs" if "jobs" in upstreams else next(iter(upstreams))
@@ -101,8 +111,7 @@ def render_config(listen_port: int, admin_port: int, upstreams: dict, dns: bool 
              "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
         ],
     }
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+    config = {
         "static_resources": {
             "listeners": [{"name": "gateway",
                            "address": {"socket_address": {"address": listen_host, "port_value": listen_port}},
@@ -111,6 +120,10 @@ def render_config(listen_port: int, admin_port: int, upstreams: dict, dns: bool 
             "clusters": clusters,
         },
     }
+    admin = admin_address(admin_port)
+    if admin is not None:
+        config = {"admin": admin, **config}
+    return config
 
 
 def envoy_binary() -> str:
@@ -120,9 +133,13 @@ def envoy_binary() -> str:
 
 
 def start_envoy(root: Path, config: dict, listen_port: int, timeout: float = 15) -> subprocess.Popen:
-    root.mkdir(parents=True, exist_ok=True)
+    """Envoy under `dmod.local.supervise`; `root` is made 0700 (its config, log and admin socket)."""
+    private_dir(root)
+    pipe = config.get("admin", {}).get("address", {}).get("pipe")
+    if pipe:
+        Path(pipe["path"]).unlink(missing_ok=True)  # left behind by a killed Envoy
     path = root / "envoy.json"
-    path.write_text(json.dumps(config, indent=1))
+    write_private(path, json.dumps(config, indent=1))
     # A dynamic base id lets several Envoys (dmod up + tests) share the machine.
     command = [envoy_binary(), "-c", str(path), "--use-dynamic-base-id", "--log-level", "warn"]
     proc = spawn([sys.executable, "-m", "dmod.local.supervise", "--"] + command, root / "envoy.log")

@@ -8,6 +8,49 @@ import subprocess
 import time
 from pathlib import Path
 
+# Servers of the local stack create their files readable by their owner only (logs, data,
+# SeaweedFS volumes, sockets): 0600 files, 0700 directories.
+PRIVATE_UMASK = 0o077
+# The services' own umask: files 0600, directories 0711 (others may pass through to a job
+# directory they are given, but list and read nothing).
+SERVICES_UMASK = 0o066
+
+
+def private_dir(path: Path, mode: int = 0o700) -> Path:
+    """Create `path` (and parents) and set its mode (existing dirs from older versions too)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, mode)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner may read (0600 from the start, no window)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def new_secret() -> str:
+    return os.urandom(24).hex()
+
+
+def read_or_create_secret(path: Path) -> str:
+    """A generated secret kept in a 0600 file (the same one across restarts)."""
+    if path.exists():
+        os.chmod(path, 0o600)
+        value = path.read_text().strip()
+        if value:
+            return value
+    value = new_secret()
+    write_private(path, value)
+    return value
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -29,9 +72,24 @@ class PortPicker:
             if max(pair) < 65536 and not pair & self.claimed and not (twin and tcp_open(port + twin)):
                 return self.claim(port, twin)
 
+    def available(self, port: int, twin: int = 0) -> bool:
+        """`port` (and its twin) unclaimed by this stack and free to bind on 127.0.0.1."""
+        pair = {port, port + twin}
+        return max(pair) < 65536 and not pair & self.claimed and all(bindable(p) for p in pair)
+
     def claim(self, port: int, twin: int = 0) -> int:
         self.claimed |= {port, port + twin}
         return port
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -54,14 +112,17 @@ def wait_for(check, timeout: float, what: str, proc: subprocess.Popen | None = N
 
 
 def spawn(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None,
-          user: str | None = None) -> subprocess.Popen:
-    """Start a server detached from our session (it outlives `dmod up`), output appended to `log`."""
+          user: str | None = None, umask: int = PRIVATE_UMASK) -> subprocess.Popen:
+    """Start a server detached from our session (it outlives `dmod up`), output appended to `log`
+    (0600), with `umask` (default: files 0600, directories 0700)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     if user:
         cmd = ["runuser", "-u", user, "--"] + cmd
-    with open(log, "ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.chmod(log, 0o600)
+    with open(fd, "ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+                                env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True, umask=umask)
 
 
 def pid_alive(pid: int) -> bool:
