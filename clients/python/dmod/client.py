@@ -1,6 +1,7 @@
 """Connecting to DMOD: a gRPC channel to the gateway, with the caller's token if any.
 
-Gateway address: DMOD_GATEWAY, else the running local stack's, else 127.0.0.1:8780.
+Gateway address: DMOD_GATEWAY, else the local stack recorded in $DMOD_HOME (`dmod up`) — never a
+guess: on a shared host a default port may be someone else's stack.
 """
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ import grpc
 from dmod.services.runtime.settings import default_home
 
 
+class NoStack(LookupError):
+    """Neither DMOD_GATEWAY nor a stack of $DMOD_HOME says where DMOD is."""
+
+
 def gateway_address() -> str:
     if os.environ.get("DMOD_GATEWAY"):
         return os.environ["DMOD_GATEWAY"]
     from dmod.local.stack import load_state
 
-    state = load_state(default_home())
-    return state.gateway if state else "127.0.0.1:8780"
+    home = default_home()
+    state = load_state(home)
+    if state is None:
+        raise NoStack(f"no DMOD stack at {home} — run `dmod up` or set DMOD_GATEWAY")
+    return state.gateway
 
 
 def token() -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -62,16 +63,31 @@ def down(home: Path = typer.Option(None, envvar="DMOD_HOME")):
 
 
 @app.command()
-def status(home: Path = typer.Option(None, envvar="DMOD_HOME"), as_json: bool = typer.Option(False, "--json")):
-    """Health of each component of the local stack."""
-    from dmod.local.stack import Stack
+def status(home: Path = typer.Option(None, envvar="DMOD_HOME", help="State dir of the stack"),
+           as_json: bool = typer.Option(False, "--json", help="The report as JSON"),
+           gateway_only: bool = typer.Option(False, "--gateway", help="Print only the gateway address (host:port), "
+                                             "e.g. grpcurl -plaintext $(dmod status --gateway) list")):
+    """Health of each component of the local stack, and where to reach it."""
+    from dmod.local.stack import Stack, load_state
 
-    report = Stack(home or default_home()).status()
+    home = home or default_home()
+    state = load_state(Path(home))
+    if gateway_only:
+        if state is None:
+            print(f"no DMOD stack at {home} — run `dmod up` or set DMOD_GATEWAY", file=sys.stderr)
+            raise typer.Exit(1)
+        print(state.gateway)
+        raise typer.Exit(0)
+    report = Stack(home).status()
+    addresses = {"gateway": state.gateway, "web_ui": f"http://{state.gateway}/",
+                 "s3": f"127.0.0.1:{state.ports['s3']}"} if state is not None and report else {}
     if as_json:
-        console.print_json(json.dumps(report))
+        console.print_json(json.dumps({**report, "addresses": addresses} if addresses else report))
     elif not report:
-        console.print("DMOD is not running (dmod up)")
+        console.print(f"DMOD is not running at {home} (dmod up)")
     else:
+        console.print(f"gateway [bold]{addresses['gateway']}[/bold] (gRPC + grpc-web)   web UI {addresses['web_ui']}   "
+                      f"S3 {addresses['s3']}   state {home}", highlight=False)
         table = Table("component", "healthy", "pid", "port")
         for name, info in report.items():
             table.add_row(name, "[green]yes[/green]" if info.get("healthy") else "[red]no[/red]",
