@@ -6,11 +6,16 @@ does anything; forked from here it starts in a few milliseconds. Each child is s
 process in its own session (it outlives the scheduler and this server), runs exactly what
 `python -m dmod.services.worker run ...` runs, and writes its output to the attempt's log.
 
-Protocol (JSON lines): stdin `{"id", "argv", "env", "cwd", "log"}` -> stdout `{"id", "pid",
-"start_time"}` or `{"id", "error"}`; when a child ends: `{"exit": pid, "code": n}` (negative:
+Protocol (JSON lines): stdin `{"id", "argv", "env", "cwd", "log", "uid", "gid", "nproc"}` -> stdout
+`{"id", "pid", "start_time"}` or `{"id", "error"}`; when a child ends: `{"exit": pid, "code": n}` (negative:
 killed by that signal). grpc's core is never initialised here (no channel, no thread), so
 forking is safe. The server exits when its stdin closes (the scheduler went away); its children
 keep running.
+
+The server runs as the services' user; a child switches to the job's uid/gid (`uid`, `gid`:
+jobuser.become: the runtime made reachable, no_new_privs, RLIMIT_NPROC `nproc`, no supplementary groups) after
+opening its log and before it imports or runs anything of the job. A child that cannot drop
+exits with code 5 and says why in its log.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import select
 import sys
 import traceback
 
+from dmod.services.jobs.launchers.jobuser import become
 from dmod.services.jobs.launchers.priority import lower_priority
 
 
@@ -40,7 +46,7 @@ def _child(req: dict) -> None:
             lower_priority(0, 0, idle=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
@@ -48,6 +54,8 @@ def _child(req: dict) -> None:
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
+        if req.get("uid") is not None:
+            become(int(req["uid"]), int(req["gid"]), int(req.get("nproc") or 0), req["env"])
         sys.argv = ["dmod-worker", *req["argv"]]
         from dmod.services.worker.agent.cli import main
 

@@ -5,10 +5,16 @@
 and the process start time (a recycled pid is never taken for the worker); the attempt
 directory holds `worker.json` (the handle, for `find` after a crash between launch and record)
 and the worker's `exit.json` (its exit code, for `inspect` by a process that is not its parent).
+
+Who the worker runs as and where (jobuser.py): services running as root start each attempt
+under a uid of its own with no capabilities, in `<attempt>/work` (0700, owned by that uid; also
+its HOME and, under `tmp/`, its TMPDIR); services running as an ordinary user start it as that
+user (no other isolation is possible without root) in the same 0700 layout.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -21,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from dmod.services.jobs.config import JobsSettings
+from dmod.services.jobs.launchers import jobuser
 from dmod.services.jobs.launchers.base import (
     EventKind,
     Inspection,
@@ -41,6 +48,46 @@ NAME = "local"
 
 def attempt_dir(root: Path, job: str, attempt: int) -> Path:
     return root / job.removeprefix("jobs/") / f"attempt-{attempt}"
+
+
+WORK = "work"  # the attempt's own directory inside attempt_dir (the worker's --workdir)
+
+
+def jobs_root(home: str | os.PathLike, work_dir: str = "") -> Path:
+    """Where local workers' job directories go: DMOD_JOBS_WORK_DIR, else <DMOD_HOME>/jobs. When
+    jobs run under uids of their own, every directory above must let them pass (0711); when one
+    does not (root's default home is under /root, 0700), /var/lib/dmod/jobs/<hash of the home>."""
+    root = Path(work_dir) if work_dir else Path(home) / "jobs"
+    if jobuser.isolating():
+        lo, _ = jobuser.uid_range()
+        if not jobuser.passable(root, lo, -1):
+            digest = hashlib.sha256(os.path.abspath(home if not work_dir else work_dir).encode()).hexdigest()[:16]
+            return jobuser.FALLBACK_ROOT / digest
+    return root
+
+
+def work_dir_of(handle: LaunchHandle, root: Path) -> Path:
+    """The attempt's workdir (handles of earlier versions: the attempt directory itself)."""
+    if handle.data.get("workdir"):
+        return Path(handle.data["workdir"])
+    if handle.data.get("dir"):
+        return Path(handle.data["dir"])
+    return attempt_dir(root, handle.job, handle.attempt) / WORK
+
+
+def _read_exit(folder: Path) -> int | None:
+    try:  # the file is the job's: never follow a link it planted there
+        fd = os.open(folder / "exit.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not os.fstat(fd).st_size <= 1 << 16:
+            return None
+        return int(json.loads(os.read(fd, 1 << 16))["exit_code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _start_time(pid: int) -> float | None:
@@ -130,13 +177,16 @@ class ForkServer:
         for pid in orphans:  # nobody reaps them for us any more: watch them by polling
             self.on_exit(pid, None)
 
-    async def spawn(self, argv: list[str], env: dict, cwd: str, log: str) -> tuple[int, float]:
+    async def spawn(self, argv: list[str], env: dict, cwd: str, log: str,
+                    ident: jobuser.JobIdentity | None = None) -> tuple[int, float]:
         await self.ensure()
         self._seq += 1
         key = str(self._seq)
         future = asyncio.get_running_loop().create_future()
         self.pending[key] = future
         request = {"id": key, "argv": argv, "env": env, "cwd": cwd, "log": log, "sched_idle": self.sched_idle}
+        if ident is not None and ident.isolated:
+            request.update(uid=ident.uid, gid=ident.gid, nproc=ident.max_procs)
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         await self.proc.stdin.drain()
         reply = await asyncio.wait_for(future, 30)
@@ -158,7 +208,8 @@ class LocalLauncher(Launcher):
     def __init__(self, settings, cfg: JobsSettings | None = None):
         self.settings = settings
         self.cfg = cfg or JobsSettings()
-        self.root = Path(self.cfg.work_dir) if self.cfg.work_dir else Path(settings.home) / "jobs"
+        self.root = jobs_root(settings.home, self.cfg.work_dir)
+        self._uids: set[int] = set()  # job uids handed out and not yet swept
         self._children: dict[tuple[str, int], asyncio.subprocess.Process] = {}
         self._watched: set[tuple[str, int]] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -182,47 +233,93 @@ class LocalLauncher(Launcher):
         launch and recording the handle) call `find()` first; this only guards this process."""
         if (request.job, request.attempt) in self._children:
             return await self.find(request.job, request.attempt)
+        try:
+            ident = await asyncio.to_thread(jobuser.allocate, set(self._uids))
+        except (jobuser.JobUserError, OSError, ValueError) as exc:
+            raise LaunchError(f"cannot run the job under an unprivileged user: {exc}", transient=False) from exc
         folder = attempt_dir(self.root, request.job, request.attempt)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "exit.json").unlink(missing_ok=True)
+        work = folder / WORK
+        try:
+            self._prepare_dirs(folder, work, ident)
+        except OSError as exc:
+            raise LaunchError(f"cannot make the job directory {work}: {exc}", transient=False) from exc
+        self._uids.add(ident.uid)
         args = ["run", "--job", request.job, "--attempt", str(request.attempt), "--ranks", str(request.ranks),
-                "--engine", request.engine, "--server", request.server, "--workdir", str(folder)]
+                "--engine", request.engine, "--server", request.server, "--workdir", str(work)]
         env = {**worker_environment(os.environ), **request.env, "DMOD_TOKEN": request.token,
-               "DMOD_GATEWAY": request.server, "PYTHONUNBUFFERED": "1"}
+               "DMOD_GATEWAY": request.server, "PYTHONUNBUFFERED": "1",
+               "HOME": str(work), "TMPDIR": str(work / "tmp")}
+        if ident.name:
+            env.update(USER=ident.name, LOGNAME=ident.name)
+        data = {"host": socket.gethostname(), "dir": str(folder), "workdir": str(work), "uid": ident.uid,
+                "gid": ident.gid}
         key = (request.job, request.attempt)
         if self.forkserver is not None:
             try:
-                pid, started = await self.forkserver.spawn(args, env, str(folder), str(folder / "worker.log"))
+                pid, started = await self.forkserver.spawn(args, env, str(work), str(folder / "worker.log"), ident)
             except (TimeoutError, OSError, ValueError) as exc:
                 log.warning("fork server unavailable (%s); starting the worker directly", exc)
             else:
                 handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(pid),
                                       data={"pid": pid, "start_time": started or _start_time(pid) or time.time(),
-                                            "host": socket.gethostname(), "dir": str(folder)})
-                (folder / "worker.json").write_text(json.dumps(handle.to_dict()))
+                                            **data})
+                self._record(folder, handle)
                 self._by_pid[pid] = handle
                 self._watched.add(key)
                 self._emit(LauncherEvent(handle, EventKind.WORKER_STARTED, message=f"worker pid {pid}"))
                 return handle
         cmd = [sys.executable, "-m", "dmod.services.worker", *args]
+        if ident.isolated:  # a fresh interpreter drops to the job's uid, then becomes the worker
+            cmd = [sys.executable, "-m", "dmod.services.jobs.launchers.jobuser", str(ident.uid), str(ident.gid),
+                   str(ident.max_procs), "--", *cmd]
         try:
-            with open(folder / "worker.log", "ab") as out:
+            out = os.open(folder / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            try:
                 proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out,
                                                             stderr=asyncio.subprocess.STDOUT, env=env,
-                                                            cwd=str(folder), start_new_session=True)
+                                                            cwd=str(work), start_new_session=True)
+            finally:
+                os.close(out)
         except OSError as exc:
+            self._uids.discard(ident.uid)
             raise LaunchError(f"cannot start the worker: {exc}", transient=False) from exc
         lower_priority(proc.pid, self.cfg.worker_nice, self.cfg.worker_sched_idle)
         started = _start_time(proc.pid) or time.time()
         handle = LaunchHandle(backend=NAME, job=request.job, attempt=request.attempt, id=str(proc.pid),
-                              data={"pid": proc.pid, "start_time": started, "host": socket.gethostname(),
-                                    "dir": str(folder)})
-        (folder / "worker.json").write_text(json.dumps(handle.to_dict()))
+                              data={"pid": proc.pid, "start_time": started, **data})
+        self._record(folder, handle)
         self._children[key] = proc
         self._watched.add(key)
         self._emit(LauncherEvent(handle, EventKind.WORKER_STARTED, message=f"worker pid {proc.pid}"))
         self._spawn(self._wait_child(handle, proc))
         return handle
+
+    @staticmethod
+    def _prepare_dirs(folder: Path, work: Path, ident: jobuser.JobIdentity) -> None:
+        """<root>/<job>/attempt-N (the services', 0711) and its work/ and work/tmp (the job's,
+        0700). A work/ left by an earlier launch of this attempt (another uid) is moved aside."""
+        jobuser.passable_dir(folder)
+        try:
+            st = os.lstat(work)
+        except FileNotFoundError:
+            pass
+        else:
+            if st.st_uid != ident.uid or not os.path.isdir(work) or os.path.islink(work):
+                aside = folder / f"{WORK}.{int(time.time() * 1000)}"
+                os.rename(work, aside)
+                jobuser.lock(aside)
+        jobuser.own_dir(work, ident.uid, ident.gid)
+        jobuser.own_dir(work / "tmp", ident.uid, ident.gid)
+        try:
+            os.unlink(work / "exit.json")
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def _record(folder: Path, handle: LaunchHandle) -> None:
+        fd = os.open(folder / "worker.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(handle.to_dict()))
 
     async def find(self, job: str, attempt: int) -> LaunchHandle | None:
         key = (job, attempt)
@@ -251,11 +348,7 @@ class LocalLauncher(Launcher):
 
     # ---- observe ------------------------------------------------------------------------------
     def _exit_record(self, handle: LaunchHandle) -> int | None:
-        folder = Path(handle.data.get("dir") or attempt_dir(self.root, handle.job, handle.attempt))
-        try:
-            return int(json.loads((folder / "exit.json").read_text())["exit_code"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        return _read_exit(work_dir_of(handle, self.root))
 
     async def inspect(self, handle: LaunchHandle) -> Inspection:
         proc = self._children.get((handle.job, handle.attempt))
@@ -316,6 +409,22 @@ class LocalLauncher(Launcher):
             await asyncio.sleep(0.1)
         log.error("processes of %s attempt %s survive SIGKILL", handle.job, handle.attempt)
 
+    async def _finish(self, handle: LaunchHandle) -> None:
+        """The attempt is over: nothing of it may keep running under its uid (a model that left
+        its session), and its directory goes back to the services' user (a later attempt given
+        the same uid cannot enter it). Outputs and exit.json stay readable by the services."""
+        uid = handle.data.get("uid")
+        if not isinstance(uid, int) or not jobuser.in_range(uid):
+            return
+        try:
+            left = await asyncio.to_thread(jobuser.sweep, uid, 1.0)
+            if left:
+                log.info("%s attempt %s: stopped %d process(es) left under uid %d", handle.job, handle.attempt,
+                         left, uid)
+            await asyncio.to_thread(jobuser.lock, work_dir_of(handle, self.root))
+        finally:
+            self._uids.discard(uid)
+
     @staticmethod
     def _signal(family: list[psutil.Process], pgid: int | None, sig: int) -> None:
         if pgid is not None and pgid != os.getpgid(0):
@@ -332,6 +441,8 @@ class LocalLauncher(Launcher):
     async def cleanup(self, handle: LaunchHandle) -> None:
         self._children.pop((handle.job, handle.attempt), None)
         self._exits.pop((handle.job, handle.attempt), None)
+        if _alive(handle) is None:
+            await self._finish(handle)
 
     def _forked_exit(self, pid: int, code: int | None) -> None:
         handle = self._by_pid.pop(pid, None)
@@ -345,6 +456,7 @@ class LocalLauncher(Launcher):
         self._exits[key] = code
         self._watched.discard(key)
         self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=code, message=_describe(code)))
+        self._spawn(self._finish(handle))
 
     async def close(self) -> None:
         if self.forkserver is not None:
@@ -366,6 +478,7 @@ class LocalLauncher(Launcher):
         code = await proc.wait()
         self._watched.discard((handle.job, handle.attempt))
         self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=code, message=_describe(code)))
+        await self._finish(handle)
 
     async def _poll(self, handle: LaunchHandle) -> None:
         try:
@@ -374,9 +487,11 @@ class LocalLauncher(Launcher):
                 if seen.state is WorkerState.EXITED:
                     self._emit(LauncherEvent(handle, EventKind.WORKER_EXITED, exit_code=seen.exit_code,
                                              message=seen.message))
+                    await self._finish(handle)
                     return
                 if seen.state is WorkerState.GONE:
                     self._emit(LauncherEvent(handle, EventKind.WORKER_LOST, message=seen.message))
+                    await self._finish(handle)
                     return
                 await asyncio.sleep(0.5)
         finally:

@@ -1,0 +1,251 @@
+"""Job processes hold no privilege: a user's Python BMI model runs under a uid of its attempt's
+own (services as root), with no capabilities, in a private 0700 job directory, and cannot read
+the stack's keys and state, another job's directory, environment or processes, nor write
+outside its job directory.
+
+`check_worker_privilege(gateway, home, scratch)` runs the whole check against a running stack
+and returns a summary with `leaks` (0 when nothing got through); `make chaos` calls it."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from dmod.v1 import domain_pb2, jobs_pb2, jobs_pb2_grpc
+
+S = jobs_pb2
+HERE = Path(__file__).resolve().parent
+
+
+def _helpers():
+    path = HERE.parent / "jobs" / "helpers.py"
+    spec = importlib.util.spec_from_file_location("dmod_tests_job_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+H = _helpers()
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def _workdir(pid: int) -> str:
+    """The attempt's work directory a process runs in (workers are forked: their command line is
+    the fork server's, their cwd tells)."""
+    cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    for d in (cwd, *cwd.parents):
+        if d.name == "work" and d.parent.name.startswith("attempt-"):
+            return str(d)
+    return ""
+
+
+def _job_family(job_id: str) -> list[dict]:
+    """/proc facts of every live process of a job (worker agent, MPI launcher, ranks)."""
+    seen = []
+    for proc in H.job_processes(job_id):
+        try:
+            st = _status(proc.pid)
+            seen.append({"pid": proc.pid, "cmd": " ".join(proc.cmdline())[:100], "workdir": _workdir(proc.pid),
+                         "uid": [int(x) for x in st["Uid"].split()], "gid": [int(x) for x in st["Gid"].split()],
+                         "groups": st.get("Groups", ""), "cap_eff": int(st["CapEff"], 16),
+                         "cap_prm": int(st["CapPrm"], 16), "no_new_privs": st.get("NoNewPrivs", "")})
+        except (OSError, KeyError, ValueError):
+            continue
+    return seen
+
+
+def _stack_targets(home: Path, jobs_root: Path) -> tuple[list[str], list[str]]:
+    """Every file and directory of the stack's home (but the jobs tree), for the probe to try."""
+    files, dirs = [], [str(home), str(jobs_root)]
+    for dirpath, dirnames, filenames in os.walk(home):
+        if Path(dirpath) == jobs_root or jobs_root in Path(dirpath).parents:
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if Path(dirpath, d) != jobs_root]
+        dirs += [str(Path(dirpath, d)) for d in dirnames]
+        files += [str(Path(dirpath, f)) for f in filenames if not Path(dirpath, f).is_symlink()]
+    return sorted(set(files))[:400], sorted(set(dirs))[:200]
+
+
+async def _running(jobs, name: str, timeout: float = 180.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = (await jobs.GetJob(S.GetJobRequest(name=name))).job
+        assert job.state not in (S.JOB_STATE_FAILED, S.JOB_STATE_SUCCEEDED, S.JOB_STATE_CANCELLED), \
+            (name, job.state_reason, job.state_message)
+        if job.state == S.JOB_STATE_RUNNING and job.progress.step > 0:
+            return
+        assert loop.time() < deadline, f"{name} never ran"
+        await asyncio.sleep(0.2)
+
+
+async def _stop(jobs, name: str) -> None:
+    try:
+        await jobs.CancelJob(S.CancelJobRequest(name=name))
+    except grpc.aio.AioRpcError:
+        pass
+    await H.wait_state(jobs, name, {S.JOB_STATE_CANCELLED, S.JOB_STATE_FAILED, S.JOB_STATE_SUCCEEDED})
+    await H.no_job_processes(name.removeprefix("jobs/"))
+
+
+async def check_worker_privilege(gateway: str, home: str | Path, scratch: str | Path) -> dict:
+    """Run a victim job and an attacking job on the stack at `gateway` (whose $DMOD_HOME is
+    `home`) and count what got through: every probe attempt that succeeded, every job process
+    not under a job uid or holding a capability, a job directory that is not private, a key
+    file that is not the services' 0600. Returns {"leaks": n, ...details}."""
+    from dmod.local.stack import state_file
+    from dmod.services.jobs.launchers import jobuser
+    from dmod.services.jobs.launchers.local import jobs_root
+
+    home, scratch = Path(home), Path(scratch)
+    root = jobs_root(home, os.environ.get("DMOD_JOBS_WORK_DIR", ""))
+    isolated = jobuser.isolating()
+    problems: list[str] = []
+    async with grpc.aio.insecure_channel(gateway) as channel:
+        jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        names = await H.upload_domain(channel, H.make_domain(scratch / "domain", catchments=6))
+        victim = (await jobs.CreateJob(S.CreateJobRequest(spec=H.job_spec(
+            dict(names, realization=await H.upload_slow_realization(channel)), cpus=2)))).job.name
+        attacker = ""
+        try:
+            await _running(jobs, victim)
+            victim_procs = _job_family(victim.removeprefix("jobs/"))
+            agent = next(p for p in victim_procs if p["workdir"])
+            files, dirs = _stack_targets(home, root)
+            for key in ("keys/jwt.key", "keys/jwt.pub"):
+                if str(home / key) not in files and (home / key).exists():
+                    files.append(str(home / key))
+            files += [str(state_file(home)), "/etc/shadow"]
+            targets = {"read": files, "list": dirs,
+                       "write": [str(home / "probe"), str(root / "probe"), str(Path(sys.prefix) / "probe"),
+                                 str(Path(agent["workdir"]).parent / "probe"), str(Path(agent["workdir"]).parent.parent / "probe")],
+                       "victims": {p["workdir"] or agent["workdir"]: p["pid"] for p in victim_procs}}
+            doc = H.realization()
+            params = doc["global"]["formulations"][0]["params"]
+            params.update({"model_type_name": "Probe", "python_type": "probemodel.Probe", "init_config": ""})
+            real = await H.upload_dataset(channel, "probe-realization", domain_pb2.DATA_CATEGORY_CONFIG,
+                                          domain_pb2.DATA_FORMAT_NGEN_REALIZATION_CONFIG,
+                                          {"realization.json": json.dumps(doc).encode(),
+                                           "probemodel.py": (HERE / "probemodel.py").read_bytes(),
+                                           "probe-targets.json": json.dumps(targets).encode()})
+            attacker = (await jobs.CreateJob(S.CreateJobRequest(spec=H.job_spec(dict(names, realization=real),
+                                                                                cpus=1)))).job.name
+            await _running(jobs, attacker)
+            family = _job_family(attacker.removeprefix("jobs/"))
+            victim_procs = _job_family(victim.removeprefix("jobs/"))
+            workdir = Path(next(p["workdir"] for p in family if p["workdir"]))
+            report_file = workdir / "run" / "probe-report.json"
+            deadline = time.monotonic() + 60
+            while not report_file.exists():
+                assert time.monotonic() < deadline, "the probe model wrote no report"
+                await asyncio.sleep(0.2)
+            report = json.loads(report_file.read_text())
+            # -- what the model tried
+            got_through = [a for a in report["attempts"] if a["ok"]]
+            problems += [f"{a['kind']} {a['what']}: {a['target']} ({a['got']})" for a in got_through]
+            failed_controls = [c for c in report["controls"] if not c["ok"]]
+            assert not failed_controls, f"the job could not even use its own directory: {failed_controls}"
+            assert report["victims"], "the probe found no other job to attack"
+            # -- the processes of both jobs
+            uids = {}
+            for label, procs in (("attacker", family), ("victim", victim_procs)):
+                assert len(procs) >= 2, (label, procs)  # the agent and at least its launcher/ranks
+                for p in procs:
+                    uid_ok = (len(set(p["uid"])) == 1 and jobuser.in_range(p["uid"][0])) if isolated else \
+                        set(p["uid"]) == {os.geteuid()}
+                    if not uid_ok:
+                        problems.append(f"{label} pid {p['pid']} ({p['cmd']}) runs as uid {p['uid']}")
+                    if p["cap_eff"] or p["cap_prm"]:
+                        problems.append(f"{label} pid {p['pid']} has capabilities CapEff={p['cap_eff']:x} "
+                                        f"CapPrm={p['cap_prm']:x}")
+                    if isolated and (p["groups"] or p["no_new_privs"] != "1"):
+                        problems.append(f"{label} pid {p['pid']} groups {p['groups']!r} NoNewPrivs {p['no_new_privs']}")
+                    uids.setdefault(label, set()).add(p["uid"][0])
+            if isolated and uids["attacker"] & uids["victim"]:
+                problems.append(f"two jobs share a uid: {uids}")
+            # -- the job directory and the key files
+            st = os.lstat(workdir)
+            if stat.S_IMODE(st.st_mode) != 0o700 or (isolated and st.st_uid not in uids["attacker"]):
+                problems.append(f"job directory {workdir} is {oct(stat.S_IMODE(st.st_mode))} uid {st.st_uid}")
+            for key in ("keys/jwt.key", "admin-password"):
+                path = home / key
+                if path.exists():
+                    kst = os.stat(path)
+                    if stat.S_IMODE(kst.st_mode) & 0o077 or kst.st_uid != os.geteuid():
+                        problems.append(f"{path} is {oct(stat.S_IMODE(kst.st_mode))} uid {kst.st_uid}")
+            if report["home"] != str(workdir) or not report["tmpdir"].startswith(str(workdir) + "/"):
+                problems.append(f"HOME {report['home']} / TMPDIR {report['tmpdir']} not in {workdir}")
+        finally:
+            await _stop(jobs, victim)
+            if attacker:
+                await _stop(jobs, attacker)
+        # -- after the attempt: its directory is the services' again, nothing runs under its uid
+        if isolated:
+            for _ in range(50):
+                if os.lstat(workdir).st_uid == os.geteuid():
+                    break
+                await asyncio.sleep(0.1)
+            st = os.lstat(workdir)
+            if st.st_uid != os.geteuid():
+                problems.append(f"{workdir} still owned by uid {st.st_uid} after the attempt")
+            for uid in uids["attacker"] | uids["victim"]:
+                if jobuser.uids_pids(uid):
+                    problems.append(f"processes left under uid {uid}: {jobuser.uids_pids(uid)}")
+    return {"leaks": len(problems), "problems": problems, "isolated": isolated,
+            "attempts": len(report["attempts"]), "blocked": len(report["attempts"]) - len(got_through),
+            "processes": [{k: p[k] for k in ("pid", "cmd", "uid", "cap_eff")} for p in family + victim_procs],
+            "report": report}
+
+
+@pytest.fixture(scope="module")
+def privilege_result(stack, tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the services run as an ordinary user: jobs run as that user (no uid switch possible)")
+    return asyncio.run(check_worker_privilege(stack.gateway, stack.home, tmp_path_factory.mktemp("privilege")))
+
+
+def test_job_model_code_cannot_reach_secrets_other_jobs_or_root(privilege_result):
+    r = privilege_result
+    tried: dict[str, int] = {}
+    for a in r["report"]["attempts"]:
+        tried[f"{a['kind']} {a['what']}"] = tried.get(f"{a['kind']} {a['what']}", 0) + 1
+    print(json.dumps({"leaks": r["leaks"], "attempts": r["attempts"], "blocked": r["blocked"], "tried": tried,
+                      "processes": r["processes"]}))
+    assert r["leaks"] == 0, "\n".join(r["problems"])
+    kinds = {(a["kind"], a["what"]) for a in r["report"]["attempts"]}
+    # the probe really tried each of these (a probe that tried nothing would pass too)
+    for wanted in [("read", "stack file"), ("list", "stack directory"), ("write", "outside the job directory"),
+                   ("list", "another job's directory"), ("read", "another job's environment (its token)"),
+                   ("signal", "another job's process"), ("escalate", "setuid(0)")]:
+        assert wanted in kinds, wanted
+    targets = {a["target"] for a in r["report"]["attempts"]}
+    assert any(t.endswith("keys/jwt.key") for t in targets) and any(t.endswith("run/stack.json") for t in targets)
+    assert r["attempts"] >= 20 and r["blocked"] == r["attempts"]
+
+
+def test_job_processes_run_under_a_job_uid_without_capabilities(privilege_result):
+    from dmod.services.jobs.launchers import jobuser
+
+    report = privilege_result["report"]
+    assert jobuser.in_range(report["uid"]) and report["groups"] == []
+    assert report["status"]["CapEff"] == "0000000000000000" and report["status"]["NoNewPrivs"] == "1"
+    procs = privilege_result["processes"]
+    assert len(procs) >= 4
+    for p in procs:
+        assert p["cap_eff"] == 0 and len(set(p["uid"])) == 1 and jobuser.in_range(p["uid"][0]), p
