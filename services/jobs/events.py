@@ -1,9 +1,15 @@
 """Event fan-out over Redis pub/sub. Postgres is the truth; Redis only says "something new".
 
 One Redis subscription per process (not per watcher) feeds in-process queues:
-- `dmod:jobs:events`  every JobEvent (serialized) -> WatchJob streams and the schedulers
-- `dmod:jobs:logs`    job ids with new log lines -> StreamJobLogs followers
-- `dmod:monitor:events` MonitorEvents -> MonitorService.WatchEvents
+- `dmod:jobs:notices`  "job J has event N" (job id, seq, state, reason; one line per event, a
+  batch of transitions in one message) -> the schedulers (a wake-up: they read Postgres) and,
+  for jobs someone watches, one read of the new events from Postgres per process, whose rows go
+  to every WatchJob stream of the job. Nothing in a notice is ever delivered: whoever can publish
+  on Redis can make a process look, never make it say something the store did not record.
+- `dmod:jobs:logs`     job ids with new log lines -> StreamJobLogs followers (they read Postgres)
+- `dmod:monitor:events` MonitorEvents (not stored anywhere) -> MonitorService.WatchEvents, each
+  message authenticated with HMAC-SHA256 under a key every service holds and Redis does not
+  (`events_key`); a message that does not verify is dropped.
 
 A message lost by Redis (reconnect, publisher crash after the commit) is recovered by the
 consumers: watchers detect seq gaps and re-read Postgres, and poll it when idle.
@@ -11,24 +17,60 @@ consumers: watchers detect seq gaps and re-read Postgres, and poll it when idle.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
-import struct
+import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 from dmod.v1 import jobs_pb2, monitor_pb2
 
 log = logging.getLogger("dmod.jobs.events")
 
-EVENTS = b"dmod:jobs:events"
-# Several JobEvents in one message (a batch of transitions): each is a 4-byte big-endian length
-# and the serialized event. One publish and one message to parse per batch, not per event.
-EVENT_BATCHES = b"dmod:jobs:event-batches"
+NOTICES = b"dmod:jobs:notices"
 LOGS = b"dmod:jobs:logs"
 MONITOR = b"dmod:monitor:events"
+MAC_SIZE = 32  # HMAC-SHA256 in front of each monitor message
+FETCH_PAGE = 1000  # events read per query when a notice arrives for a watched job
 RESYNC = object()  # put into queues after a reconnect: re-read Postgres
 MAX_BACKLOG = 10_000  # items queued for one watcher before it is told to re-read Postgres instead
 SWEEP_SECONDS = 0.5  # how often waits are checked for their timeout
+
+
+def events_key(settings) -> bytes:
+    """The key authenticating monitor events between service processes: DMOD_EVENTS_KEY_FILE,
+    else derived from the database URL (every service holds it, Redis does not)."""
+    path = getattr(settings, "events_key_file", None)
+    if path:
+        data = Path(path).read_bytes().strip()
+        if data:
+            return hashlib.sha256(b"dmod-events-key\0" + data).digest()
+    return hashlib.sha256(b"dmod-events-db\0" + str(settings.database_url).encode()).digest()
+
+
+def notice_line(event: jobs_pb2.JobEvent) -> bytes:
+    reason = "".join(c for c in event.reason if c.isalnum() or c in "_-.")[:64]
+    return f"{event.job.removeprefix('jobs/')}\t{event.seq}\t{int(event.state)}\t{reason}".encode()
+
+
+def parse_notices(data: bytes) -> list[tuple[str, int, int, str]]:
+    """(job id, seq, state, reason) of each well-formed line; anything else is skipped."""
+    out = []
+    for line in data.split(b"\n"):
+        parts = line.split(b"\t")
+        if len(parts) != 4 or not parts[0] or len(parts[0]) > 200:
+            continue
+        try:
+            job_id = parts[0].decode("ascii")
+            seq, state = int(parts[1]), int(parts[2])
+            reason = parts[3].decode("ascii")
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if seq > 0 and job_id.isprintable() and "/" not in job_id:
+            out.append((job_id, seq, state, reason))
+    return out
 
 
 class WatchItem:
@@ -67,6 +109,8 @@ class Subscription:
             subs.discard(self)
             if not subs:
                 self.registry.pop(self.key, None)
+                if self.registry is self.hub.job_watchers:
+                    self.hub._seen.pop(self.key, None)
 
     def put(self, item) -> None:
         if len(self.items) >= MAX_BACKLOG:  # a stuck consumer: drop and make it re-read Postgres
@@ -111,6 +155,29 @@ class EventHub:
         self._outbox_sent: asyncio.Future | None = None  # resolves when they are out
         self._sending: asyncio.Task | None = None
         self._sweeper: asyncio.Task | None = None
+        # Reading new events for watched jobs (one read per job at a time, for all its watchers).
+        self.store = None  # the JobStore to read from (bind_store); without one, watchers re-read
+        self._seen: dict[str, int] = {}  # job id -> highest seq handed to its watchers
+        self._wanted: dict[str, int] = {}  # job id -> highest seq a notice announced, not read yet
+        self._fetching: dict[str, asyncio.Task] = {}
+        # Monitor events: HMAC key (set_key; else derived from this process's settings).
+        self._key: bytes | None = None
+        self._rejected = 0
+        self._rejected_logged = 0.0
+
+    def bind_store(self, store) -> None:
+        if self.store is None:
+            self.store = store
+
+    def set_key(self, key: bytes) -> None:
+        self._key = key
+
+    def key(self) -> bytes:
+        if self._key is None:
+            from dmod.services.runtime.settings import get_settings
+
+            self._key = events_key(get_settings())
+        return self._key
 
     def ensure_sweeper(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._sweeper is None or self._sweeper.done():
@@ -163,18 +230,11 @@ class EventHub:
             self._sending = None
 
     async def _publish_batch(self, events: list[jobs_pb2.JobEvent]) -> None:
+        """One notice line per event (never the event itself: readers take it from Postgres)."""
         try:
-            if len(events) == 1:
-                await self.redis.publish(EVENTS, events[0].SerializeToString())
-            else:
-                parts = []
-                for event in events:
-                    data = event.SerializeToString()
-                    parts.append(struct.pack(">I", len(data)))
-                    parts.append(data)
-                await self.redis.publish(EVENT_BATCHES, b"".join(parts))
+            await self.redis.publish(NOTICES, b"\n".join(notice_line(e) for e in events))
         except Exception as exc:  # noqa: BLE001 - Postgres has the events; watchers poll it
-            log.warning("publishing job events failed: %s", exc)
+            log.warning("publishing job notices failed: %s", exc)
 
     async def publish_logs(self, job_id: str) -> None:
         try:
@@ -182,15 +242,26 @@ class EventHub:
         except Exception as exc:  # noqa: BLE001
             log.warning("publishing log notice failed: %s", exc)
 
+    def seal(self, data: bytes) -> bytes:
+        return hmac.new(self.key(), MONITOR + b"\0" + data, hashlib.sha256).digest() + data
+
+    def open_sealed(self, message: bytes) -> bytes | None:
+        """The payload of an authentic message, else None."""
+        if len(message) < MAC_SIZE:
+            return None
+        mac, data = message[:MAC_SIZE], message[MAC_SIZE:]
+        expected = hmac.new(self.key(), MONITOR + b"\0" + data, hashlib.sha256).digest()
+        return data if hmac.compare_digest(mac, expected) else None
+
     async def publish_monitor(self, event: monitor_pb2.MonitorEvent | list[monitor_pb2.MonitorEvent]) -> None:
         events = event if isinstance(event, list) else [event]
         try:
             if len(events) == 1:
-                await self.redis.publish(MONITOR, events[0].SerializeToString())
+                await self.redis.publish(MONITOR, self.seal(events[0].SerializeToString()))
             elif events:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for e in events:
-                        pipe.publish(MONITOR, e.SerializeToString())
+                        pipe.publish(MONITOR, self.seal(e.SerializeToString()))
                     await pipe.execute()
         except Exception as exc:  # noqa: BLE001
             log.warning("publishing monitor event failed: %s", exc)
@@ -212,41 +283,98 @@ class EventHub:
                     sub.put(RESYNC)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
-        if channel == EVENT_BATCHES:
-            offset = 0
-            while offset + 4 <= len(data):
-                (size,) = struct.unpack_from(">I", data, offset)
-                self._dispatch(EVENTS, data[offset + 4:offset + 4 + size])
-                offset += 4 + size
-        elif channel == EVENTS:
-            event = jobs_pb2.JobEvent.FromString(data)
-            job_id = event.job.removeprefix("jobs/")
-            subs = self.job_watchers.get(job_id)
-            if subs:
-                # One response message per event, shared by every watcher of the job.
-                item = WatchItem(event)
-                for sub in subs:
-                    sub.put(item)
-            for listener in self.listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    log.exception("event listener failed")
+        if channel == NOTICES:
+            for job_id, seq, state, reason in parse_notices(data):
+                if self.listeners:
+                    # A wake-up for the schedulers (they read the job from Postgres), not an event.
+                    notice = jobs_pb2.JobEvent(job=f"jobs/{job_id}", seq=seq, state=state, reason=reason)
+                    for listener in self.listeners:
+                        try:
+                            listener(notice)
+                        except Exception:
+                            log.exception("event listener failed")
+                if job_id in self.job_watchers:
+                    self._want(job_id, seq)
         elif channel == LOGS:
-            for sub in self.log_watchers.get(data.decode(), ()):
+            for sub in self.log_watchers.get(data.decode(errors="replace"), ()):
                 sub.put(True)
         elif channel == MONITOR:
-            event = monitor_pb2.MonitorEvent.FromString(data)
+            payload = self.open_sealed(data)
+            if payload is None:
+                self._reject("monitor event with a bad signature")
+                return
+            try:
+                event = monitor_pb2.MonitorEvent.FromString(payload)
+            except Exception:  # noqa: BLE001 - authentic but unreadable (another version): drop
+                self._reject("unreadable monitor event")
+                return
             for key in ("", event.job):
                 for sub in self.monitor_watchers.get(key, ()):
                     sub.put(event)
+
+    def _reject(self, what: str) -> None:
+        self._rejected += 1
+        now = time.monotonic()
+        if now - self._rejected_logged > 60:
+            self._rejected_logged = now
+            log.warning("dropped %s (%d so far): someone else publishes on Redis", what, self._rejected)
+
+    # ---- reading announced events from Postgres ----------------------------------------------
+    def _want(self, job_id: str, seq: int) -> None:
+        if seq <= self._seen.get(job_id, 0) or seq <= self._wanted.get(job_id, 0):
+            return
+        self._wanted[job_id] = seq
+        if self.store is None:  # nothing to read with: the watchers re-read Postgres themselves
+            for sub in self.job_watchers.get(job_id, ()):
+                sub.put(RESYNC)
+            return
+        if job_id not in self._fetching:
+            self._fetching[job_id] = asyncio.get_running_loop().create_task(self._fetch(job_id))
+
+    async def _fetch(self, job_id: str) -> None:
+        """Read the job's events after the last one handed out (or from the announced one) and
+        give each row to every watcher of the job. Reads again while notices announce more; stops
+        when the store has nothing newer (a notice for an event that does not exist finds nothing)."""
+        try:
+            while job_id in self.job_watchers:
+                wanted = self._wanted.pop(job_id, 0)
+                if not wanted:
+                    return
+                seen = self._seen.get(job_id)
+                after = seen if seen is not None else wanted - 1
+                if wanted <= after:
+                    continue
+                try:
+                    rows = await self.store.events_after(job_id, after, FETCH_PAGE)
+                except Exception as exc:  # noqa: BLE001 - the watchers re-read on their own
+                    log.warning("reading events of %s failed: %s", job_id, exc)
+                    for sub in self.job_watchers.get(job_id, ()):
+                        sub.put(RESYNC)
+                    return
+                if not rows:
+                    continue
+                from dmod.services.jobs import convert
+
+                subs = self.job_watchers.get(job_id)
+                if not subs:
+                    return
+                for row in rows:
+                    # One response message per event, shared by every watcher of the job.
+                    item = WatchItem(convert.event_message(row, job_id))
+                    for sub in subs:
+                        sub.put(item)
+                self._seen[job_id] = rows[-1]["seq"]
+                if len(rows) == FETCH_PAGE:
+                    self._wanted[job_id] = max(self._wanted.get(job_id, 0), rows[-1]["seq"] + 1)
+        finally:
+            self._fetching.pop(job_id, None)
 
     async def _run(self) -> None:
         first = True
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(EVENTS, EVENT_BATCHES, LOGS, MONITOR)
+                await pubsub.subscribe(NOTICES, LOGS, MONITOR)
                 self.ready.set()
                 if not first:
                     self._resync_all()

@@ -1,5 +1,9 @@
 """WatchJob and StreamJobLogs: Postgres is the truth, Redis the doorbell.
 
+Every event a stream yields is a row read from Postgres: the snapshot and backlog by the stream
+itself, live events by the process's event hub, which reads the rows a Redis notice announces
+once for all the job's watchers (events.py). A notice nobody recorded finds no row.
+
 WatchJob subscribes first, then sends the snapshot and the stored events after `after_seq`,
 then live events, skipping any seq already sent and re-reading Postgres on a gap, after a Redis
 reconnect, or when idle (a publish lost between commit and Redis). So a client reconnecting
@@ -20,6 +24,7 @@ async def watch_job(rt, job_id: str, after_seq: int, to_job, check):
     """`check(row)` raises unless the caller may read the job (the row is read once, after
     subscribing: it is both the access check and the snapshot)."""
     store = rt.store
+    rt.hub.bind_store(store)  # live events are read from here when a notice announces them
     with rt.hub.watch_job(job_id) as sub:
         row = await store.get(job_id)
         check(row)

@@ -21,6 +21,7 @@ import socket
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from dmod.services.jobs import lifecycle, states
+from dmod.services.jobs.events import events_key
 from dmod.services.jobs.launchers.base import EventKind, LauncherEvent, LaunchHandle, WorkerState
 from dmod.v1 import monitor_pb2
 
@@ -39,6 +40,9 @@ class Monitor:
         self.cfg = rt.cfg
         self._deciding: set[tuple[str, int]] = set()
         self.hostname = socket.gethostname()
+        # MonitorEvents go between processes over Redis signed with a key Redis does not hold:
+        # WatchEvents streams only what a service published (events.py).
+        rt.hub.set_key(events_key(rt.app.settings))
 
     async def start(self) -> None:
         self.loops = [self.rt.app.spawn(self._consume()), self.rt.app.spawn(self._poll_loop())]
