@@ -58,19 +58,59 @@ def _decoder(parse, method: str):
     return decode
 
 
+# Before a client stream is answered with an error, what the client is still sending is read and
+# dropped (at most this long and this much): grpc clients that are still writing when the status
+# arrives lose it and report "INTERNAL: Internal error from Core" instead.
+DRAIN_SECONDS = 2.0
+DRAIN_BYTES = 64 << 20
+
+
 class _Decoded:
     """A client stream's request iterator yielding decoded, checked messages."""
 
-    __slots__ = ("_decode", "_requests")
+    __slots__ = ("_decode", "_ended", "_reading", "_requests")
 
     def __init__(self, requests, decode):
         self._requests, self._decode = requests.__aiter__(), decode
+        self._reading = self._ended = False
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        return self._decode(await self._requests.__anext__())
+        if self._ended or self._reading:  # the stream is over, or being drained after an error
+            raise StopAsyncIteration
+        self._reading = True
+        try:
+            raw = await self._requests.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            raise
+        finally:
+            self._reading = False
+        try:
+            return self._decode(raw)
+        except DmodError:
+            await self.drain()
+            raise
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the stream (bounded), unless someone is reading it."""
+        if self._reading or self._ended:
+            return
+        self._reading = True
+        deadline, budget = time.monotonic() + DRAIN_SECONDS, DRAIN_BYTES
+        try:
+            while budget > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                raw = await asyncio.wait_for(self._requests.__anext__(), left)
+                budget -= len(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else 0
+        except (StopAsyncIteration, TimeoutError, grpc.aio.AioRpcError, grpc.RpcError):
+            pass
+        finally:
+            self._reading, self._ended = False, True  # what was not read is not for the servicer
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -99,7 +139,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             auth.set_principal(principal := self._verifier.verify(authorization), authorization)
             scopes.check(method, principal)  # worker tokens: only the worker's methods
 
-        async def on_error(exc: BaseException, context) -> None:
+        async def on_error(exc: BaseException, context, requests=None) -> None:
+            if isinstance(requests, _Decoded):
+                await requests.drain()  # the client then reads our status, not a lost one
             if isinstance(exc, NotImplementedError):
                 # The generated base servicer: a service (or method) not built yet.
                 RPC_TOTAL.labels(service, name, "UNIMPLEMENTED").inc()
@@ -136,7 +178,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 except (asyncio.CancelledError, grpc.aio.AbortError):
                     raise
                 except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
-                    await on_error(exc, context)
+                    await on_error(exc, context, request)
                 finally:
                     inflight.leave()
                 done(start, context)
@@ -163,7 +205,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
                 raise
             except BaseException as exc:  # noqa: BLE001
-                await on_error(exc, context)
+                await on_error(exc, context, request)
             done(start, context)
 
         factory = grpc.unary_stream_rpc_method_handler if handler.unary_stream else grpc.stream_stream_rpc_method_handler

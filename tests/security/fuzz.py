@@ -399,7 +399,7 @@ def generate(method, count: int, names: Names, seed: int = 0) -> list[tuple[str,
 
 # ---- sending -----------------------------------------------------------------------------------
 async def _send(channel: grpc.aio.Channel, method, body: bytes, first: bytes | None, metadata,
-                timeout: float) -> str:
+                timeout: float) -> tuple[str, str]:
     path = path_of(method)
     try:
         if method.client_streaming:
@@ -417,13 +417,13 @@ async def _send(channel: grpc.aio.Channel, method, body: bytes, first: bytes | N
         else:
             stub = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
             await stub(body, timeout=timeout, metadata=metadata)
-        return "OK"
+        return "OK", ""
     except grpc.aio.AioRpcError as exc:
         if method.server_streaming and exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return "OK"  # a watch that waits for events: the request was accepted
-        return exc.code().name
+            return "OK", ""  # a watch that waits for events: the request was accepted
+        return exc.code().name, (exc.details() or "")[:200]
     except asyncio.CancelledError:
-        return "OK"
+        return "OK", ""
 
 
 async def _canary(gateway: str, stop: asyncio.Event, stats: dict) -> None:
@@ -447,7 +447,7 @@ async def _seed_dataset(channel, metadata) -> str:
     stub = datasets_pb2_grpc.DatasetServiceStub(channel)
     try:
         reply = await stub.CreateDataset(datasets_pb2.CreateDatasetRequest(dataset=datasets_pb2.Dataset(
-            display_name=f"fuzz-{uuid.uuid4().hex[:10]}", data_format=domain_pb2.DATA_FORMAT_GENERIC)),
+            display_name=f"fuzz-{uuid.uuid4().hex[:10]}", data_format=domain_pb2.DATA_FORMAT_AORC_CSV)),
             timeout=15, metadata=metadata)
         return reply.dataset.name
     except grpc.aio.AioRpcError:
@@ -472,13 +472,14 @@ async def run_fuzz_async(gateway: str, messages_per_rpc: int = DEFAULT_MESSAGES,
         async def one(method, case: str, body: bytes, first: bytes | None, codes: collections.Counter,
                       seen: collections.Counter):
             async with gate:
-                code = await _send(channel, method, body, first, metadata, timeout)
+                code, details = await _send(channel, method, body, first, metadata, timeout)
             codes[code] += 1
             totals[code] += 1
             if code in BAD_CODES or code == "UNAVAILABLE":
                 seen[code] += 1
                 if seen[code] <= 40:  # examples, up to 40 per RPC and code
-                    summary["bad"].append({"rpc": path_of(method), "case": case, "code": code})
+                    summary["bad"].append({"rpc": path_of(method), "case": case, "code": code, "details": details,
+                                           "stream": "after a good first message" if first else ""})
 
         try:
             for method in rpcs():

@@ -421,3 +421,16 @@ async def test_unwrapped_downstream_error_keeps_its_code(probe_server):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _raw(channel, "unary", "Nested")(b"", timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_rejected_client_stream_reports_its_status_not_a_lost_one(probe_server):
+    """grpc clients still writing when the status arrives lose it ("INTERNAL: Internal error from
+    Core"): the interceptor reads the rest of a rejected stream (bounded) before answering."""
+    channel, _ = probe_server
+    good = datasets_pb2.UploadObjectsRequest(chunk=b"c" * 65536).SerializeToString()
+    codes = []
+    for _ in range(30):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _raw(channel, "client", "ClientStream")(iter([b"\xff\xff", *[good] * 40]), timeout=10)
+        codes.append((caught.value.code(), caught.value.details()))
+    assert {code for code, _ in codes} == {grpc.StatusCode.INVALID_ARGUMENT}, codes
