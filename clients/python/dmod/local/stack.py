@@ -226,6 +226,8 @@ class Stack:
             wait_for(lambda: s3_ready(ports["s3"], state.access_key, secret), timeout, "s3 (signed requests)",
                      log=self.home / "s3/weed.out")
             ensure_keypair(self.home / "keys/jwt.key", self.home / "keys/jwt.pub")
+            for key in ("jwt.key", "jwt.pub"):
+                os.chmod(self.home / "keys" / key, 0o600)
             state.secret("events.key")
             services = spawn([sys.executable, "-m", "dmod.cli.main", "serve", "all"], self.home / "logs/services.log",
                              env=state.service_env(), cwd=self.home, umask=SERVICES_UMASK)
