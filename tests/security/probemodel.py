@@ -85,6 +85,10 @@ def probe(targets: dict) -> dict:
              lambda: _write(os.path.join(os.environ["TMPDIR"], "probe-own"))),
         _try("read", "own inputs", "realization.json", lambda: _read("realization.json")),
     ]
+    scratch = [  # world-writable dirs: a write may work, but must not reach the host (a private tmpfs)
+        _try("scratch", "world-writable directory", f"{d}/dmod-probe-{os.getpid()}",
+             lambda d=d: Path(f"{d}/dmod-probe-{os.getpid()}").write_text("probe"))
+        for d in ("/tmp", "/var/tmp", "/dev/shm")]
     status = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -92,7 +96,7 @@ def probe(targets: dict) -> dict:
             status[key] = value.strip()
     return {"pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
             "cwd": os.getcwd(), "home": own, "tmpdir": os.environ.get("TMPDIR", ""), "status": status,
-            "victims": victims, "attempts": attempts, "controls": controls,
+            "victims": victims, "attempts": attempts, "controls": controls, "scratch": scratch,
             "env_keys": sorted(k for k in os.environ if k.startswith("DMOD_"))}
 
 

@@ -7,8 +7,9 @@ uids, default 65536; no passwd entries needed) with the group of the `dmod-job` 
 agent, its MPI launcher, every rank and whatever model code they load run under that uid with no
 supplementary groups, no capabilities (CapEff 0), `no_new_privs` (a setuid binary gains
 nothing) and a process limit. A Python the job may not reach (a pyenv under /root, 0700) is
-made visible to it alone in a mount namespace of its own (expose_runtime: /root becomes an empty
-tmpfs holding just that interpreter). A uid per attempt rather than one shared uid: jobs of different
+made visible to it alone in a mount namespace of its own (job_view: /root becomes an empty
+tmpfs holding just that interpreter); in that namespace /tmp, /var/tmp and /dev/shm are tmpfs
+of the job's own, so nothing it writes outside its directory reaches the host or another job. A uid per attempt rather than one shared uid: jobs of different
 users cannot read each other's directories, signal or ptrace each other's processes, or read
 each other's `/proc/<pid>/environ` (which holds the job token).
 
@@ -281,27 +282,35 @@ def _libc_call(name: str, *args) -> None:
         raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
-def expose_runtime(blocked: dict[str, list[str]]) -> None:
-    """In a mount namespace of this process (and its children) alone: each blocked directory is
-    covered by an empty tmpfs (0711) holding only bind mounts of the runtime paths below it.
-    The job runs the services' Python and sees nothing else of, e.g., /root."""
-    if not blocked:
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # writable by anyone: each job gets its own
+SCRATCH_OPTIONS = {"/tmp": "mode=1777,size=256m", "/var/tmp": "mode=1777,size=256m", "/dev/shm": "mode=1777"}
+
+
+def _under(p: str, top: str) -> bool:
+    return p == top or p.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def private_mounts(covers: dict[str, tuple[str, list[str]]]) -> None:
+    """In a mount namespace of this process (and its children) alone: each directory of
+    `covers` is covered by an empty tmpfs (its options) into which the paths listed with it are
+    bind-mounted back at the same place (directories above them made 0711)."""
+    if not covers:
         return
     keep: dict[str, int] = {}
     _libc_call("unshare", CLONE_NEWNS)
     _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     try:
-        for top, paths in blocked.items():
+        for top, (_, paths) in covers.items():
             for p in paths:  # opened (in this namespace) before the tmpfs hides them
-                if not any(p != q and p.startswith(q.rstrip(os.sep) + os.sep) for q in paths):
+                if p not in keep and not any(p != q and _under(p, q) for q in paths):
                     keep[p] = os.open(p, os.O_PATH | os.O_CLOEXEC)
-        for top, paths in blocked.items():
-            _libc_call("mount", b"tmpfs", top.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0711,size=64k")
-            for p in sorted((p for p in paths if p in keep), key=len):
+        for top, (options, paths) in covers.items():
+            _libc_call("mount", b"tmpfs", top.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options.encode())
+            for p in sorted({p for p in paths if p in keep}, key=len):
                 cur = top
                 for piece in os.path.relpath(p, top).split(os.sep):
                     cur = os.path.join(cur, piece)
-                    if not os.path.exists(cur):
+                    if not os.path.lexists(cur):
                         if cur != p or os.path.isdir(f"/proc/self/fd/{keep[p]}"):
                             os.mkdir(cur, 0o711)
                         else:
@@ -310,6 +319,23 @@ def expose_runtime(blocked: dict[str, list[str]]) -> None:
     finally:
         for fd in keep.values():
             os.close(fd)
+
+
+def job_view(uid: int, gid: int, runtime: list[str], workdir: str) -> dict[str, tuple[str, list[str]]]:
+    """What private_mounts covers for a job: every directory the job may not pass that hides a
+    runtime path (a pyenv Python under /root: the job sees an empty /root with just that
+    Python), and the world-writable scratch dirs (a private /tmp, /var/tmp, /dev/shm each:
+    nothing the job writes there reaches the host or another job), with the job's own
+    directory and the runtime bound back where they lie below them."""
+    covers: dict[str, tuple[str, list[str]]] = {}
+    for top, paths in hidden_runtime(runtime, uid, gid).items():
+        covers[top] = ("mode=0711,size=64k", paths)
+    for top in SCRATCH_DIRS:
+        if not os.path.isdir(top) or os.path.islink(top) or any(_under(top, c) for c in covers):
+            continue
+        keep = [p for p in runtime + [workdir] if _under(p, top) and p != top]
+        covers[top] = (SCRATCH_OPTIONS[top], keep)
+    return covers
 
 
 def sweep(uid: int, grace: float = 2.0) -> int:
@@ -371,14 +397,17 @@ def lock(path: Path) -> None:
         os.close(fd)
 
 
-def become(uid: int, gid: int, nproc: int = 0, env: dict | None = None) -> None:
-    """Turn this (single-threaded, root) child into the job: the runtime made visible if it
-    lives where the job may not pass (expose_runtime), then drop_privileges."""
+def become(uid: int, gid: int, nproc: int = 0, env: dict | None = None, workdir: str = "") -> None:
+    """Turn this (single-threaded, root) child into the job: its own view of the file system
+    (job_view) and then drop_privileges. Changes into `workdir` (default: the cwd) again in the
+    new view."""
+    workdir = os.path.realpath(workdir or os.getcwd())
     if (uid, gid) != (os.geteuid(), os.getegid()):
         env = os.environ if env is None else env
         extra = [os.path.dirname(os.path.realpath(v)) for v in (env.get("DMOD_NGEN_PATH"), env.get("DMOD_MPIEXEC"))
                  if v and os.sep in v]
-        expose_runtime(hidden_runtime(runtime_paths(extra), uid, gid))
+        private_mounts(job_view(uid, gid, runtime_paths(extra), workdir))
+        os.chdir(workdir)
     drop_privileges(uid, gid, nproc)
 
 
