@@ -69,7 +69,7 @@ def test_the_probe_sees_leaks_when_there_are_some(stack, probe_user):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", token])
 
     class Open(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"open")
