@@ -180,6 +180,15 @@ def test_envoy_admin_is_a_private_unix_socket(stack):
 
 
 def test_state_dir_modes(stack):
+    import io
+
+    from minio import Minio
+
+    env = stack.service_env()
+    client = Minio(env["DMOD_S3_ENDPOINT"], access_key=env["DMOD_S3_ACCESS_KEY"], secret_key=env["DMOD_S3_SECRET_KEY"],
+                   secure=False)
+    bucket = env.get("DMOD_S3_BUCKET", "dmod")
+    client.put_object(bucket, "tests/modes.bin", io.BytesIO(os.urandom(100_000)), 100_000)  # volume files exist
     home = Path(stack.home)
     assert stat.S_IMODE(home.stat().st_mode) == 0o711
     for name in PRIVATE_DIRS:
@@ -202,6 +211,7 @@ def test_state_dir_modes(stack):
                 volumes.append(path)
                 assert mode == 0o600, f"{path} is {oct(mode)}"
     assert volumes, "no S3 volume files found"
+    client.remove_object(bucket, "tests/modes.bin")
     pg_root = (home / "postgres").resolve()
     assert stat.S_IMODE(pg_root.stat().st_mode) == 0o700
 

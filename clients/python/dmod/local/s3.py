@@ -30,8 +30,28 @@ log = logging.getLogger("dmod.local.s3")
 
 # weed binds each server's gRPC port at its http port + 10000.
 GRPC_OFFSET = 10000
-# Inside the namespace nothing else runs: weed's own default ports.
-ISOLATED_PORTS = {"s3": 8333, "master": 9333, "volume": 9340, "filer": 8888, "admin": 23646}
+# weed also serves each gRPC port on a Unix socket at a fixed path named after the port (not
+# configurable, not under TMPDIR): /tmp/seaweedfs-<server>-grpc-<port>.sock, replacing what is
+# there. Two weeds on the same port numbers — possible across network namespaces, where the
+# host cannot see each other's ports — would take over each other's sockets (one's filer
+# writing to the other's volume server: "volume 2 not found"). So every weed gets port numbers
+# no live weed socket uses, inside a namespace as well as outside.
+SOCKET_DIR = Path("/tmp")
+
+
+def weed_port_taken(port: int) -> bool:
+    """A live weed on this machine (any namespace) serves a Unix socket named after `port` or
+    its gRPC twin."""
+    for number in (port, port + GRPC_OFFSET):
+        for path in SOCKET_DIR.glob(f"seaweedfs-*-{number}.sock"):
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(0.5)
+                    sock.connect(str(path))
+                return True
+            except OSError:
+                continue  # stale: its weed is gone (weed replaces it)
+    return False
 
 
 @dataclass
@@ -50,11 +70,18 @@ class S3Ports:
         out = []
         for name in ("master", "volume", "filer", "admin"):
             old = previous.get(name)
-            if old and picker.available(old, GRPC_OFFSET):
+            if old and picker.available(old, GRPC_OFFSET) and not weed_port_taken(old):
                 out.append(picker.claim(old, GRPC_OFFSET))
             else:
-                out.append(picker.pick(twin=GRPC_OFFSET))
+                out.append(pick_weed_port(picker))
         return cls(s3, *out)
+
+
+def pick_weed_port(picker: PortPicker) -> int:
+    while True:
+        port = picker.pick(twin=GRPC_OFFSET)
+        if not weed_port_taken(port):
+            return port
 
 
 def weed_binary() -> str:
@@ -82,15 +109,15 @@ def _unix_http_ok(path: Path) -> bool:
 
 def start_s3(root: Path, ports: S3Ports, access_key: str, secret_key: str, timeout: float = 30,
              isolate: bool = True) -> subprocess.Popen:
-    """Start weed. With `isolate`, in its own network namespace (only the Unix socket is
-    reachable: start `start_proxy` next); else bound to 127.0.0.1 on `ports`."""
+    """Start weed on `ports`. With `isolate`, in its own network namespace (only the S3 Unix
+    socket is reachable: start `start_proxy` next, which listens on the host at `ports.s3`);
+    else bound to 127.0.0.1."""
     private_dir(root)
     sock = socket_path(root)
     sock.unlink(missing_ok=True)
-    inner = S3Ports(**ISOLATED_PORTS) if isolate else ports
     cmd = [weed_binary(), f"-logdir={root}", "mini", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-           "-admin.ui=false", "-webdav=false", f"-s3.port={inner.s3}", f"-master.port={inner.master}",
-           f"-volume.port={inner.volume}", f"-filer.port={inner.filer}", f"-admin.port={inner.admin}",
+           "-admin.ui=false", "-webdav=false", f"-s3.port={ports.s3}", f"-master.port={ports.master}",
+           f"-volume.port={ports.volume}", f"-filer.port={ports.filer}", f"-admin.port={ports.admin}",
            "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.localSocket={sock}",
            f"-filer.localSocket={root}/filer.sock", "-filer.exposeDirectoryData=false"]
     if isolate:

@@ -52,7 +52,16 @@ from dmod.local.procs import (
 )
 from dmod.local.redis import ping as redis_ping
 from dmod.local.redis import start_redis
-from dmod.local.s3 import GRPC_OFFSET, S3Ports, isolation_supported, s3_ready, start_proxy, start_s3
+from dmod.local.s3 import (
+    GRPC_OFFSET,
+    S3Ports,
+    isolation_supported,
+    pick_weed_port,
+    s3_ready,
+    start_proxy,
+    start_s3,
+    weed_port_taken,
+)
 from dmod.local.web import start_web
 from dmod.services.runtime.auth import ensure_keypair
 from dmod.services.runtime.registry import SERVICES
@@ -200,6 +209,8 @@ class Stack:
         secure_home(self.home)
         picker = PortPicker()
         ports = {name: _port(name, self.fixed_ports, picker, previous_ports) for name in DEFAULT_PORTS}
+        if weed_port_taken(ports["s3"]) and not os.environ.get("DMOD_S3_PORT"):
+            ports["s3"] = pick_weed_port(picker)  # another stack's weed uses that number (see s3.py)
         s3_ports = S3Ports.free(picker, ports["s3"], previous_s3)
         secret = self._secret()
         state = StackState(home=str(self.home), ports=ports, s3_ports=asdict(s3_ports), secret_key=secret,
