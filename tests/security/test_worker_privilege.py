@@ -261,3 +261,84 @@ def test_job_processes_run_under_a_job_uid_without_capabilities(privilege_result
     assert len(procs) >= 4
     for p in procs:
         assert p["cap_eff"] == 0 and len(set(p["uid"])) == 1 and jobuser.in_range(p["uid"][0]), p
+
+
+def _ngenkit():
+    path = HERE.parent / "ngen" / "ngenkit.py"
+    spec = importlib.util.spec_from_file_location("dmod_tests_ngenkit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_ngen_job_under_openmpi_runs_as_the_job_uid_without_run_as_root(stack, channel, tmp_path):
+    """The real ngen (Open MPI): mpirun and every rank run under the attempt's uid with CapEff 0
+    and without OMPI_ALLOW_RUN_AS_ROOT (mpirun needs no root override as the job's user)."""
+    import shutil
+
+    from dmod.jobs_client import parse_time
+    from dmod.services.hydrofabric import synth
+    from dmod.services.jobs.launchers import jobuser
+
+    kit = _ngenkit()
+    if kit.ngen_binary() is None:
+        pytest.skip("no ngen binary")
+    if os.geteuid() != 0:
+        pytest.skip("the services run as an ordinary user")
+    hours = 720
+    manifest = synth(tmp_path / "hf", catchments=60, seed=5, hours=hours, forcing="csv")
+    run = kit.make_run_dir(tmp_path / "run", Path(manifest["gpkg"]), tmp_path / "hf" / "forcing", hours=hours)
+    (run / "lib").mkdir()
+    shutil.copyfile(kit.test_model_library(), run / "lib" / "libtestbmicppmodel.so")
+    doc = kit.test_model_realization(hours=hours, library="./lib/libtestbmicppmodel.so")
+    forcing = {p.relative_to(run / "forcing").as_posix(): p.read_bytes() for p in sorted((run / "forcing").rglob("*.csv"))}
+    library = {"lib/libtestbmicppmodel.so": (run / "lib" / "libtestbmicppmodel.so").read_bytes(),
+               "config/test.ini": (run / "config" / "test.ini").read_bytes()}
+    names = {
+        "hydrofabric": await H.upload_dataset(channel, "hf", domain_pb2.DATA_CATEGORY_HYDROFABRIC,
+                                              domain_pb2.DATA_FORMAT_NGEN_GEOPACKAGE_HYDROFABRIC,
+                                              {"hydrofabric.gpkg": (run / "hydrofabric.gpkg").read_bytes()}),
+        "forcing": await H.upload_dataset(channel, "forcing", domain_pb2.DATA_CATEGORY_FORCING,
+                                          domain_pb2.DATA_FORMAT_AORC_CSV, forcing),
+        "realization": await H.upload_dataset(channel, "realization", domain_pb2.DATA_CATEGORY_CONFIG,
+                                              domain_pb2.DATA_FORMAT_NGEN_REALIZATION_CONFIG,
+                                              {"realization.json": json.dumps(doc).encode()}),
+        "bmi_library": await H.upload_dataset(channel, "models", domain_pb2.DATA_CATEGORY_CONFIG,
+                                              domain_pb2.DATA_FORMAT_BMI_LIBRARY, library),
+    }
+    spec = S.JobSpec(hydrofabric_dataset=names["hydrofabric"], realization_dataset=names["realization"],
+                     forcing_dataset=names["forcing"], bmi_library_dataset=names["bmi_library"], cpu_count=2,
+                     engine="ngen")
+    spec.start_time.FromDatetime(parse_time(doc["time"]["start_time"]))
+    spec.end_time.FromDatetime(parse_time(doc["time"]["end_time"]))
+    jobs = jobs_pb2_grpc.JobServiceStub(channel)
+    job = (await jobs.CreateJob(S.CreateJobRequest(spec=spec))).job
+    job_id = job.name.removeprefix("jobs/")
+    seen: dict[int, dict] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 300
+    while job.state not in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
+        assert loop.time() < deadline, f"{job.name} still {S.JobState.Name(job.state)}"
+        for p in _job_family(job_id):
+            if p["pid"] not in seen:
+                try:
+                    env = Path(f"/proc/{p['pid']}/environ").read_bytes()
+                except OSError:
+                    continue
+                p["run_as_root_override"] = b"OMPI_ALLOW_RUN_AS_ROOT" in env
+                seen[p["pid"]] = p
+        await asyncio.sleep(0.02)
+        job = (await jobs.GetJob(S.GetJobRequest(name=job.name))).job
+    assert job.state == S.JOB_STATE_SUCCEEDED, (job.state_reason, job.state_message)
+    assert job.engine == "ngen"
+    cmds = [p["cmd"] for p in seen.values()]
+    assert any("mpirun" in c or "orterun" in c for c in cmds), cmds
+    ranks = [p for p in seen.values() if p["cmd"].split()[0].endswith("/ngen") or "/ngen " in p["cmd"]]
+    assert ranks, cmds
+    uids = set()
+    for p in seen.values():
+        assert len(set(p["uid"])) == 1 and jobuser.in_range(p["uid"][0]), p
+        assert p["cap_eff"] == 0 and p["cap_prm"] == 0 and p["no_new_privs"] == "1", p
+        assert not p["run_as_root_override"], p
+        uids.add(p["uid"][0])
+    assert len(uids) == 1, uids
