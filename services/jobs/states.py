@@ -41,8 +41,9 @@ _FORWARD = {
 }
 
 # Reasons a failure may be retried automatically (infrastructure, not the job's own fault).
+# RANK_KILLED: an MPI rank died of SIGKILL (the OOM killer, an operator), as a killed worker would.
 TRANSIENT_REASONS = frozenset({"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE",
-                               "INPUTS_UNAVAILABLE"})
+                               "INPUTS_UNAVAILABLE", "RANK_KILLED"})
 
 
 def name(state: int) -> str:

@@ -211,8 +211,12 @@ class Agent:
         guard = mpi.RankGuard(ranks, launcher.path if launcher is not None else "none (direct start)", binary)
         stopping: list[asyncio.Task] = []
 
+        killed: list[str] = []  # launcher lines saying a rank was killed by SIGKILL (not by this agent)
+
         def on_line(text: str, stream: str) -> None:
             self.reporter.log(text, stream)
+            if mpi.RANK_SIGKILLED.search(text):
+                killed.append(text.strip())
             if guard.feed(text) and guard.problem and not stopping:
                 self.say(f"MPI mismatch: {guard.problem}; stopping the run")
                 stopping.append(asyncio.get_running_loop().create_task(self.run.stop(grace=2.0)))
@@ -233,6 +237,12 @@ class Agent:
                     raise Failure(EXIT_SETUP, "MPI_MISMATCH", (
                         f"rank(s) {', '.join(map(str, missing[:10]))} of {ranks} never reported: the launcher "
                         f"{guard.launcher} did not start one world of the binary's MPI ({binary})"))
+            if code != 0 and not stopping and (killed or code == -9):
+                # SIGKILL comes from outside the model (the OOM killer, an operator): the
+                # attempt is lost like a killed worker, and retried (RANK_KILLED is transient).
+                raise Failure(EXIT_MODEL, "RANK_KILLED",
+                              f"a rank of {used} was killed by SIGKILL after {time.monotonic() - t0:.1f}s "
+                              f"({killed[0] if killed else 'exit code -9'})")
             if code != 0:
                 tag = "MODEL_CONFIG_INVALID" if code == 2 and used == "embedded" else "MODEL_FAILED"
                 raise Failure(EXIT_CONFIG if tag == "MODEL_CONFIG_INVALID" else EXIT_MODEL, tag,

@@ -32,6 +32,9 @@ from pathlib import Path
 OPENMPI, MPICH = "Open MPI", "MPICH"
 # Variables each family's library reads to learn its rank and the world size.
 RANK_VARS = {OPENMPI: ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), MPICH: ("PMI_RANK", "PMI_SIZE")}
+# What the launchers print when a rank died of SIGKILL: MPICH Hydra "...EXIT STRING: Killed (signal
+# 9)", Open MPI "...exited on signal 9 (Killed)".
+RANK_SIGKILLED = re.compile(r"EXIT STRING: Killed \(signal 9\)|exited on signal 9 \(Killed\)")
 RANK_LINE = re.compile(r"^\[dmod\] rank (\d+) of (\d+) \(([^)]*)\)\s*$")
 
 _OPENMPI_SONAME = re.compile(r"^(libmpi\.so\.(40|20|1|0)(\.|$)|libopen-(rte|pal)\.so|libmpi_cxx\.so\.(40|20|1|0))")
