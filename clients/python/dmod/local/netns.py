@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -78,8 +79,15 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"dmod.local.netns: cannot create a network namespace: {exc}", file=sys.stderr)
         return 111
-    os.execvp(argv[0], argv)
-    return 127  # not reached
+    try:
+        child = subprocess.Popen(argv)
+    except OSError as exc:
+        print(f"dmod.local.netns: cannot start {argv[0]}: {exc}", file=sys.stderr)
+        return 127
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+    code = child.wait()
+    return 128 - code if code < 0 else code
 
 
 if __name__ == "__main__":
