@@ -10,7 +10,10 @@ leaves the namespace through its Unix socket (`-s3.localSocket`, in the 0700 sta
 small Envoy TCP proxy on the host forwards 127.0.0.1:<s3 port> to it; S3 checks every request's
 signature (the access key and secret are set in weed's environment, never on its command line).
 Where namespaces are not available, weed binds 127.0.0.1 as before and `dmod up` says that its
-internal ports are reachable by other local users.
+internal ports are reachable by other local users. In both cases the filer and volume servers
+require JWTs signed with keys only weed knows (`jwt_key`, in weed's environment): the filer's HTTP
+API answers 401 to whoever lacks them (the master still hands out volume write tokens: only the
+namespace closes that).
 """
 from __future__ import annotations
 
@@ -107,8 +110,17 @@ def _unix_http_ok(path: Path) -> bool:
         return False
 
 
+def jwt_env(jwt_key: str) -> dict[str, str]:
+    """weed's JWT signing keys (master<->volume writes and reads, clients<->filer writes and reads)."""
+    if not jwt_key:
+        return {}
+    return {"WEED_JWT_SIGNING_KEY": f"{jwt_key}-volume-write", "WEED_JWT_SIGNING_READ_KEY": f"{jwt_key}-volume-read",
+            "WEED_JWT_FILER_SIGNING_KEY": f"{jwt_key}-filer-write",
+            "WEED_JWT_FILER_SIGNING_READ_KEY": f"{jwt_key}-filer-read"}
+
+
 def start_s3(root: Path, ports: S3Ports, access_key: str, secret_key: str, timeout: float = 30,
-             isolate: bool = True) -> subprocess.Popen:
+             isolate: bool = True, jwt_key: str = "") -> subprocess.Popen:
     """Start weed on `ports`. With `isolate`, in its own network namespace (only the S3 Unix
     socket is reachable: start `start_proxy` next, which listens on the host at `ports.s3`);
     else bound to 127.0.0.1."""
@@ -122,7 +134,7 @@ def start_s3(root: Path, ports: S3Ports, access_key: str, secret_key: str, timeo
            f"-filer.localSocket={root}/filer.sock", "-filer.exposeDirectoryData=false"]
     if isolate:
         cmd = [sys.executable, "-m", "dmod.local.netns", "--"] + cmd
-    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, **jwt_env(jwt_key)}
     proc = spawn(cmd, root / "weed.out", env=env, cwd=root, umask=PRIVATE_UMASK)
     if isolate:
         wait_for(lambda: _unix_http_ok(sock), timeout, "s3 (weed mini, isolated)", proc, root / "weed.out")

@@ -229,7 +229,7 @@ class Stack:
                 self.log("warning: no network namespace here: the object store's internal ports (master, volume, "
                          "filer) are reachable by other local users")
             state.pids["s3"] = start_s3(self.home / "s3", s3_ports, state.access_key, secret,
-                                        isolate=state.s3_isolated).pid
+                                        isolate=state.s3_isolated, jwt_key=state.secret("weed-jwt.key")).pid
             self._save(state)
             if state.s3_isolated:
                 state.pids["s3proxy"] = start_proxy(self.home / "s3", ports["s3"]).pid
