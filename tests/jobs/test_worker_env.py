@@ -40,7 +40,7 @@ async def test_running_job_processes_hold_no_service_secret(stack, jobs, channel
                 break
             assert loop.time() < deadline, "the job never ran"
             await asyncio.sleep(0.2)
-        seen = []
+        seen, execs = [], 0
         for proc in job_processes(job_id):
             try:
                 env = proc.environ()
@@ -49,7 +49,11 @@ async def test_running_job_processes_hold_no_service_secret(stack, jobs, channel
             seen.append((proc.pid, " ".join(proc.cmdline())[:80]))
             leaked = [k for k in SECRETS if k in env]
             assert not leaked, f"pid {proc.pid} ({' '.join(proc.cmdline())[:120]}) has {leaked}"
-        assert len(seen) >= 2, seen  # the worker and at least its launcher/ranks were looked at
+            if "launchers.forkserver" not in " ".join(proc.cmdline()):  # forked: /proc shows the server's env
+                # the job's own directory is its HOME, its TMPDIR is inside it
+                assert env.get("HOME", "").endswith("/work") and env.get("TMPDIR") == env["HOME"] + "/tmp", env
+                execs += 1
+        assert len(seen) >= 2 and execs >= 1, seen  # the worker and at least its launcher/ranks were looked at
     finally:
         await jobs.CancelJob(S.CancelJobRequest(name=created.name))
         await wait_state(jobs, created.name, {S.JOB_STATE_CANCELLED, S.JOB_STATE_FAILED, S.JOB_STATE_SUCCEEDED})

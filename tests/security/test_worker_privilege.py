@@ -342,3 +342,42 @@ async def test_ngen_job_under_openmpi_runs_as_the_job_uid_without_run_as_root(st
         assert not p["run_as_root_override"], p
         uids.add(p["uid"][0])
     assert len(uids) == 1, uids
+
+
+def test_services_as_an_ordinary_user_run_jobs_as_that_user(tmp_path):
+    """Without root nothing can switch users: the launcher runs the job as the services' own user
+    (no uid allocation, no chown), still in a 0700 directory under $DMOD_HOME/jobs."""
+    import subprocess
+
+    from dmod.services.jobs.launchers import jobuser
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an ordinary user for the check")
+    nobody = 65534
+    home = tmp_path / "home"
+    home.mkdir(mode=0o711)
+    os.chown(home, nobody, nobody)
+    os.chmod(tmp_path, 0o711)
+    code = f"""
+import json, os, stat
+from pathlib import Path
+from dmod.services.jobs.launchers import jobuser
+from dmod.services.jobs.launchers.local import LocalLauncher, attempt_dir, jobs_root
+root = jobs_root({str(home)!r})
+ident = jobuser.allocate(set())
+folder = attempt_dir(root, "jobs/abc", 1)
+LocalLauncher._prepare_dirs(folder, folder / "work", ident)
+st = os.stat(folder / "work")
+print(json.dumps({{"root": str(root), "ident": [ident.uid, ident.gid, ident.isolated], "isolating": jobuser.isolating(),
+                   "work": [st.st_uid, oct(stat.S_IMODE(st.st_mode))],
+                   "tmp": oct(stat.S_IMODE(os.stat(folder / "work" / "tmp").st_mode)),
+                   "attempt": oct(stat.S_IMODE(os.stat(folder).st_mode))}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                         cwd=str(home), env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)},
+                         preexec_fn=lambda: jobuser.become(nobody, nobody, 0, {}, str(home)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout)
+    assert got["isolating"] is False and got["ident"] == [nobody, nobody, False]
+    assert got["root"] == str(home / "jobs")
+    assert got["work"] == [nobody, "0o700"] and got["tmp"] == "0o700" and got["attempt"] == "0o711"

@@ -406,7 +406,17 @@ def become(uid: int, gid: int, nproc: int = 0, env: dict | None = None, workdir:
         env = os.environ if env is None else env
         extra = [os.path.dirname(os.path.realpath(v)) for v in (env.get("DMOD_NGEN_PATH"), env.get("DMOD_MPIEXEC"))
                  if v and os.sep in v]
-        private_mounts(job_view(uid, gid, runtime_paths(extra), workdir))
+        covers = job_view(uid, gid, runtime_paths(extra), workdir)
+        try:
+            private_mounts(covers)
+        except OSError as exc:
+            hidden = [top for top, (options, _) in covers.items() if top not in SCRATCH_DIRS]
+            if hidden:
+                raise OSError(exc.errno, f"the job's uid cannot reach the Python runtime under {', '.join(hidden)} and "
+                                         f"no mount namespace could be made to show it ({exc}); install DMOD where "
+                                         f"other users may read it") from None
+            # e.g. root in a container without CAP_SYS_ADMIN: the uid switch still applies
+            print(f"[dmod-worker] no private /tmp, /var/tmp, /dev/shm for this job: {exc}", file=sys.stderr, flush=True)
         os.chdir(workdir)
     drop_privileges(uid, gid, nproc)
 
