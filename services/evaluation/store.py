@@ -89,15 +89,16 @@ class EvaluationStore:
         if job:
             args.append(job)
             where.append(f"job = ${len(args)}")
-        # The token is bound to the filter (owner, job) and fully validated (runtime/page_tokens.py):
-        # a crafted position (1e400, a non-UUID) is INVALID_ARGUMENT, never a database error.
+        # The token is the last row's exact (create_time, id), bound to the filter (owner, job) and
+        # fully validated (runtime/page_tokens.py): a crafted position is INVALID_ARGUMENT, never a
+        # database error. (A float epoch, as before, repeated rows sharing a create time forever.)
         filters = {"owner": owner, "job": job}
-        key = page_tokens.decode(page_token, filters, schema=(page_tokens.epoch_seconds, page_tokens.uuid_value))
+        key = page_tokens.decode(page_token, filters, schema=(page_tokens.timestamp, page_tokens.uuid_value))
         if key is not None:
             args += key
-            where.append(f"(extract(epoch from create_time), id) < (${len(args) - 1}, ${len(args)})")
+            where.append(f"(create_time, id) < (${len(args) - 1}, ${len(args)})")
         args.append(page_size + 1)
-        sql = ("SELECT *, extract(epoch from create_time) AS epoch FROM evaluations"
+        sql = ("SELECT * FROM evaluations"
                + (" WHERE " + " AND ".join(where) if where else "")
                + f" ORDER BY create_time DESC, id DESC LIMIT ${len(args)}")
         rows = await self.pool.fetch(sql, *args)
@@ -105,7 +106,7 @@ class EvaluationStore:
         if len(rows) > page_size:
             rows = rows[:page_size]
             last = rows[-1]
-            token = page_tokens.encode([float(last["epoch"]), str(last["id"])], filters)
+            token = page_tokens.encode([last["create_time"].isoformat(), str(last["id"])], filters)
         return rows, token
 
     async def claim(self, evaluation_id: uuid.UUID | None = None) -> list:

@@ -199,7 +199,7 @@ async def test_page_tokens_are_bound_to_their_filter(channel):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in violations(error)
     # evaluations: a token for one job's list is refused for another's (the caller is the local admin)
     evaluations = evaluation_pb2_grpc.EvaluationServiceStub(channel)
-    token = page_tokens.encode([1_700_000_000.0, ZERO], {"owner": None, "job": ""})
+    token = page_tokens.encode(["2024-01-01T00:00:00+00:00", ZERO], {"owner": None, "job": ""})
     await evaluations.ListEvaluations(evaluation_pb2.ListEvaluationsRequest(page_token=token))  # accepted
     error = await fails(evaluations.ListEvaluations(evaluation_pb2.ListEvaluationsRequest(
         job=f"jobs/{uuid.uuid4()}", page_token=token)))
@@ -221,3 +221,34 @@ async def test_real_key_tokens_with_bad_claims_are_unauthenticated(stack, channe
         error = await fails(call)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, (claims, error.code(), error.details())
         assert reason(error) == "TOKEN_INVALID"
+
+
+async def test_evaluation_pages_walk_every_row_once(channel, settings):
+    """The validated, filter-bound evaluation tokens still page through real rows: equal create
+    times (ties broken by id) and microsecond times included."""
+    import asyncpg
+
+    job = f"jobs/{uuid.uuid4()}"
+    base = "2024-03-01 12:00:00.123456+00"
+    times = [base, base, "2024-03-01 12:00:00.123457+00", "2024-03-02 00:00:00+00", "2023-12-31 23:59:59.999999+00"]
+    ids = [uuid.uuid4() for _ in times]
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        for eid, when in zip(ids, times, strict=True):
+            await conn.execute(
+                "INSERT INTO evaluations (id, owner, spec, state, job, create_time) VALUES ($1, 'local', $2, $3, $4, "
+                "$5::text::timestamptz)", eid, evaluation_pb2.EvaluationSpec().SerializeToString(),
+                evaluation_pb2.EVALUATION_STATE_FAILED, job, when)
+    finally:
+        await conn.close()
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(channel)
+    seen, token, pages = [], "", 0
+    while pages < 10:
+        reply = await stub.ListEvaluations(evaluation_pb2.ListEvaluationsRequest(job=job, page_size=2, page_token=token))
+        seen += [e.name for e in reply.evaluations]
+        pages += 1
+        token = reply.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(f"evaluations/{i}" for i in ids) and len(seen) == len(set(seen)) == 5
+    assert pages == 3
