@@ -112,18 +112,19 @@ def test_dataset_share_command(stack):
 
 
 async def test_server_side_first_admin(settings):
-    """DMOD_BOOTSTRAP_ADMIN (Swarm): the auth service creates the first admin, once, on a fresh database."""
+    """DMOD_BOOTSTRAP_ADMIN (Swarm): the auth service creates the first admin, once, on a fresh database
+    (here: a fresh schema of the stack's database)."""
     import asyncpg
 
     from dmod.services.auth.service import bootstrap_admin as server_bootstrap
-    from dmod.services.runtime.db import apply_migrations, create_pool
+    from dmod.services.runtime.db import apply_migrations
     from dmod.services.runtime.registry import SERVICES
 
-    db = f"authz_boot_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(settings.database_url)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    url = settings.database_url.rsplit("/", 1)[0] + f"/{db}"
-    pool = await create_pool(url, 1, 2)
+    schema = f"authz_boot_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(settings.database_url)
+    await conn.execute(f'CREATE SCHEMA "{schema}"')
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2,
+                                     server_settings={"search_path": schema})
     try:
         await apply_migrations(pool, "auth", SERVICES["auth"].migrations)
         assert await server_bootstrap(pool, "root", "a good password") is True
@@ -133,5 +134,5 @@ async def test_server_side_first_admin(settings):
         assert [(r["username"], list(r["roles"])) for r in rows] == [("root", ["admin"])]
     finally:
         await pool.close()
-        await admin.execute(f'DROP DATABASE "{db}"')
-        await admin.close()
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
