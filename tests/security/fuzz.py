@@ -69,11 +69,18 @@ def path_of(method) -> str:
 class Names:
     """Resource names the generated messages refer to (real ones where the fuzzer made them)."""
 
-    def __init__(self, dataset: str = ""):
+    def __init__(self, dataset: str = "", obj: str = ""):
         self.dataset = dataset or f"datasets/{uuid.uuid4()}"
+        self.object = obj or f"{self.dataset}/objects/forcing/cat-1.csv"
 
-    def for_field(self, service: str, field: str, rng: random.Random) -> str:
+    def for_field(self, where: str, field: str, rng: random.Random) -> str:
+        """A value for `field` of a request of `where` ("Service/Method")."""
+        service, _, method = where.partition("/")
         resource = {"DatasetService": "datasets", "JobService": "jobs", "EvaluationService": "evaluations"}
+        if method in ("DeleteDataset", "DeleteObject") and field == "name":
+            return f"datasets/{uuid.uuid4()}" + ("/objects/x.csv" if method == "DeleteObject" else "")
+        if method in ("DownloadObject", "CreateDownloadUrl") and field == "name":
+            return self.object if rng.random() < 0.7 else f"{self.dataset}/objects/missing.csv"
         if field in ("name", "parent"):
             if service == "DatasetService" or field == "parent":
                 return self.dataset if rng.random() < 0.7 else f"datasets/{uuid.uuid4()}"
@@ -302,7 +309,7 @@ def generate(method, count: int, names: Names, seed: int = 0) -> list[tuple[str,
     `count`); deterministic for a seed."""
     rng = random.Random(f"{method.full_name}:{seed}")
     cls = message_factory.GetMessageClass(method.input_type)
-    service = method.containing_service.name
+    service = f"{method.containing_service.name}/{method.name}"
 
     def template():
         msg = cls()
@@ -441,17 +448,24 @@ async def _canary(gateway: str, stop: asyncio.Event, stats: dict) -> None:
             await asyncio.sleep(0.05)
 
 
-async def _seed_dataset(channel, metadata) -> str:
-    """A real dataset the generated names point at (so requests get past NOT_FOUND)."""
+async def _seed(channel, metadata) -> Names:
+    """A real dataset holding one object, which the generated names point at (so that requests get
+    past NOT_FOUND into the code behind it); random names when the caller may not create one."""
     from dmod.v1 import datasets_pb2, datasets_pb2_grpc, domain_pb2
     stub = datasets_pb2_grpc.DatasetServiceStub(channel)
     try:
         reply = await stub.CreateDataset(datasets_pb2.CreateDatasetRequest(dataset=datasets_pb2.Dataset(
             display_name=f"fuzz-{uuid.uuid4().hex[:10]}", data_format=domain_pb2.DATA_FORMAT_AORC_CSV)),
             timeout=15, metadata=metadata)
-        return reply.dataset.name
+        data = b"time,APCP_surface\n2015-12-01 00:00:00,0.5\n"
+        path = "forcing/cat-1.csv"
+        await stub.UploadObject(iter([
+            datasets_pb2.UploadObjectRequest(metadata=datasets_pb2.UploadMetadata(
+                parent=reply.dataset.name, path=path, size_bytes=len(data))),
+            datasets_pb2.UploadObjectRequest(chunk=data)]), timeout=30, metadata=metadata)
+        return Names(reply.dataset.name, f"{reply.dataset.name}/objects/{path}")
     except grpc.aio.AioRpcError:
-        return ""
+        return Names()
 
 
 async def run_fuzz_async(gateway: str, messages_per_rpc: int = DEFAULT_MESSAGES, token: str | None = None,
@@ -463,7 +477,7 @@ async def run_fuzz_async(gateway: str, messages_per_rpc: int = DEFAULT_MESSAGES,
                      "bad": [], "canary_ok": 0, "canary_failures": 0}
     options = [("grpc.max_send_message_length", 8 << 20), ("grpc.max_receive_message_length", 8 << 20)]
     async with grpc.aio.insecure_channel(gateway, options=options) as channel:
-        names = Names(await _seed_dataset(channel, metadata))
+        names = await _seed(channel, metadata)
         stop = asyncio.Event()
         canary = asyncio.ensure_future(_canary(gateway, stop, summary))
         gate = asyncio.Semaphore(concurrency)
@@ -491,7 +505,7 @@ async def run_fuzz_async(gateway: str, messages_per_rpc: int = DEFAULT_MESSAGES,
                 first = None
                 if method.client_streaming:
                     first_msg = message_factory.GetMessageClass(method.input_type)()
-                    fill(first_msg, method.containing_service.name, names, random.Random(seed))
+                    fill(first_msg, f"{method.containing_service.name}/{method.name}", names, random.Random(seed))
                     first = first_msg.SerializeToString()
                 jobs, seen = [], collections.Counter()
                 for i, (case, body) in enumerate(cases):
