@@ -158,7 +158,7 @@ class EventHub:
         # Reading new events for watched jobs (one read per job at a time, for all its watchers).
         self.store = None  # the JobStore to read from (bind_store); without one, watchers re-read
         self._seen: dict[str, int] = {}  # job id -> highest seq handed to its watchers
-        self._wanted: dict[str, int] = {}  # job id -> highest seq a notice announced, not read yet
+        self._wanted: dict[str, tuple[int, int]] = {}  # job id -> (lowest, highest) seq announced, not read yet
         self._fetching: dict[str, asyncio.Task] = {}
         # Monitor events: HMAC key (set_key; else derived from this process's settings).
         self._key: bytes | None = None
@@ -321,9 +321,10 @@ class EventHub:
 
     # ---- reading announced events from Postgres ----------------------------------------------
     def _want(self, job_id: str, seq: int) -> None:
-        if seq <= self._seen.get(job_id, 0) or seq <= self._wanted.get(job_id, 0):
+        if seq <= self._seen.get(job_id, 0):
             return
-        self._wanted[job_id] = seq
+        lo, hi = self._wanted.get(job_id, (seq, seq))
+        self._wanted[job_id] = (min(lo, seq), max(hi, seq))
         if self.store is None:  # nothing to read with: the watchers re-read Postgres themselves
             for sub in self.job_watchers.get(job_id, ()):
                 sub.put(RESYNC)
@@ -332,18 +333,17 @@ class EventHub:
             self._fetching[job_id] = asyncio.get_running_loop().create_task(self._fetch(job_id))
 
     async def _fetch(self, job_id: str) -> None:
-        """Read the job's events after the last one handed out (or from the announced one) and
-        give each row to every watcher of the job. Reads again while notices announce more; stops
-        when the store has nothing newer (a notice for an event that does not exist finds nothing)."""
+        """Read the job's events after the last one handed out (or from the lowest one announced
+        since) and give each row to every watcher of the job. Reads again while notices announce
+        more; stops when the store has nothing newer: a notice of an event that does not exist
+        finds nothing, and one announcing a made-up high seq hides no real lower one."""
         try:
             while job_id in self.job_watchers:
-                wanted = self._wanted.pop(job_id, 0)
-                if not wanted:
+                wanted = self._wanted.pop(job_id, None)
+                if wanted is None:
                     return
                 seen = self._seen.get(job_id)
-                after = seen if seen is not None else wanted - 1
-                if wanted <= after:
-                    continue
+                after = seen if seen is not None else wanted[0] - 1
                 try:
                     rows = await self.store.events_after(job_id, after, FETCH_PAGE)
                 except Exception as exc:  # noqa: BLE001 - the watchers re-read on their own
@@ -363,9 +363,11 @@ class EventHub:
                     item = WatchItem(convert.event_message(row, job_id))
                     for sub in subs:
                         sub.put(item)
-                self._seen[job_id] = rows[-1]["seq"]
-                if len(rows) == FETCH_PAGE:
-                    self._wanted[job_id] = max(self._wanted.get(job_id, 0), rows[-1]["seq"] + 1)
+                last = rows[-1]["seq"]
+                self._seen[job_id] = last
+                if len(rows) == FETCH_PAGE and last < wanted[1]:  # more announced than one page
+                    lo, hi = self._wanted.get(job_id, (last + 1, wanted[1]))
+                    self._wanted[job_id] = (min(lo, last + 1), max(hi, wanted[1]))
         finally:
             self._fetching.pop(job_id, None)
 

@@ -117,8 +117,14 @@ async def test_forged_redis_payloads_are_never_delivered(stack, channel, slow_jo
         await _forge_monitor(r, job.name)
         await asyncio.sleep(1.0)
         assert not [e for e in seen if e.reason == FORGED], "a forged event was delivered"
-        # Real events after the forgery: cancelling records CANCELLING and CANCELLED.
+        # Real events after the forgery: cancelling records CANCELLING and CANCELLED. They arrive
+        # live (a notice read at once), not by the watcher's idle re-read of Postgres (5 s).
+        count = len(seen)
+        t0 = time.monotonic()
         await jobs.CancelJob(S.CancelJobRequest(name=job.name))
+        while not [e for e in seen[count:] if e.state == S.JOB_STATE_CANCELLING] and time.monotonic() - t0 < 30:
+            await asyncio.sleep(0.02)
+        assert time.monotonic() - t0 < 4.5, "CANCELLING was not delivered live after the forgery"
         await asyncio.wait_for(ended.wait(), 60)
         await watch
     finally:
