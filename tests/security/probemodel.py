@@ -88,7 +88,7 @@ def probe(targets: dict) -> dict:
     scratch = [  # world-writable dirs: a write may work, but must not reach the host (a private tmpfs)
         _try("scratch", "world-writable directory", f"{d}/dmod-probe-{os.getpid()}",
              lambda d=d: Path(f"{d}/dmod-probe-{os.getpid()}").write_text("probe"))
-        for d in ("/tmp", "/var/tmp", "/dev/shm")]
+        for d in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")]
     status = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")

@@ -238,6 +238,7 @@ def test_job_model_code_cannot_reach_secrets_other_jobs_or_root(privilege_result
     for a in r["report"]["attempts"]:
         tried[f"{a['kind']} {a['what']}"] = tried.get(f"{a['kind']} {a['what']}", 0) + 1
     print(json.dumps({"leaks": r["leaks"], "attempts": r["attempts"], "blocked": r["blocked"], "tried": tried,
+                      "scratch_writes_kept_private": [c["target"] for c in r["report"]["scratch"]],
                       "processes": r["processes"]}))
     assert r["leaks"] == 0, "\n".join(r["problems"])
     kinds = {(a["kind"], a["what"]) for a in r["report"]["attempts"]}

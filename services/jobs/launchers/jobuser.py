@@ -8,8 +8,8 @@ agent, its MPI launcher, every rank and whatever model code they load run under 
 supplementary groups, no capabilities (CapEff 0), `no_new_privs` (a setuid binary gains
 nothing) and a process limit. A Python the job may not reach (a pyenv under /root, 0700) is
 made visible to it alone in a mount namespace of its own (job_view: /root becomes an empty
-tmpfs holding just that interpreter); in that namespace /tmp, /var/tmp and /dev/shm are tmpfs
-of the job's own, so nothing it writes outside its directory reaches the host or another job. A uid per attempt rather than one shared uid: jobs of different
+tmpfs holding just that interpreter); in that namespace /tmp, /var/tmp, /dev/shm and /run/lock
+are tmpfs of the job's own, so nothing it writes outside its directory reaches the host or another job. A uid per attempt rather than one shared uid: jobs of different
 users cannot read each other's directories, signal or ptrace each other's processes, or read
 each other's `/proc/<pid>/environ` (which holds the job token).
 
@@ -282,8 +282,9 @@ def _libc_call(name: str, *args) -> None:
         raise OSError(err, f"{name}: {os.strerror(err)}")
 
 
-SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # writable by anyone: each job gets its own
-SCRATCH_OPTIONS = {"/tmp": "mode=1777,size=256m", "/var/tmp": "mode=1777,size=256m", "/dev/shm": "mode=1777"}
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # writable by anyone: each job gets its own
+SCRATCH_OPTIONS = {"/tmp": "mode=1777,size=256m", "/var/tmp": "mode=1777,size=256m", "/dev/shm": "mode=1777",
+                   "/run/lock": "mode=1777,size=1m"}
 
 
 def _under(p: str, top: str) -> bool:
