@@ -174,3 +174,39 @@ def from_downstream(error: grpc.RpcError, field: str = "") -> DmodError:
     if code in _PASS_THROUGH:
         return _PASS_THROUGH[code](prefix + text)
     return Unavailable(f"{prefix}downstream call failed ({code.name}): {text}", reason="DOWNSTREAM_UNAVAILABLE")
+
+
+def _store_exceptions() -> tuple[tuple, tuple, tuple]:
+    """(outage, bad value, S3) exception classes of the stores the services call."""
+    import asyncpg
+    import minio.error
+    import redis.exceptions
+    import urllib3.exceptions
+
+    outage = (asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,
+              asyncpg.exceptions.InsufficientResourcesError, redis.exceptions.ConnectionError,
+              redis.exceptions.TimeoutError, urllib3.exceptions.HTTPError, minio.error.ServerError, ConnectionError)
+    return outage, (asyncpg.exceptions.DataError,), (minio.error.S3Error,)
+
+
+_STORES: tuple | None = None
+
+
+def from_store(exc: BaseException, ref: str) -> DmodError | None:
+    """A backing store's failure that escaped a service, as the client should see it (None: a bug).
+
+    Store outages (PostgreSQL, Redis, S3 unreachable, restarting or answering 5xx) are UNAVAILABLE
+    (retryable); a value PostgreSQL refuses (SQLSTATE class 22: out of range, bad encoding, a
+    parameter asyncpg cannot encode) is the caller's INVALID_ARGUMENT. `ref` points at the log.
+    """
+    global _STORES
+    if _STORES is None:
+        _STORES = _store_exceptions()
+    outage, bad_value, s3 = _STORES
+    if isinstance(exc, bad_value):
+        return InvalidArgument(("request", f"a value cannot be stored (ref {ref})"), reason="VALUE_NOT_STORABLE")
+    if isinstance(exc, s3) and getattr(getattr(exc, "response", None), "status", 0) >= 500:
+        return Unavailable(f"the object store failed (ref {ref}); retry", reason="STORE_UNAVAILABLE")
+    if isinstance(exc, outage):
+        return Unavailable(f"a backing store is unavailable (ref {ref}); retry", reason="STORE_UNAVAILABLE")
+    return None

@@ -23,7 +23,13 @@ import uuid
 import grpc
 
 from dmod.services.runtime import auth, deadlines, inflight, request_guard, scopes
-from dmod.services.runtime.errors import DmodError, InvalidArgument, from_downstream, internal_status
+from dmod.services.runtime.errors import (
+    DmodError,
+    InvalidArgument,
+    from_downstream,
+    from_store,
+    internal_status,
+)
 from dmod.services.runtime.metrics import RPC_SECONDS, RPC_TOTAL, split_method
 
 log = logging.getLogger("dmod.rpc")
@@ -154,6 +160,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 RPC_TOTAL.labels(service, name, exc.code.name).inc()
                 await _abort(context, exc.to_status())
             ref = uuid.uuid4().hex[:12]
+            mapped = from_store(exc, ref) if isinstance(exc, Exception) else None
+            if mapped is not None:  # a store's outage, or a value it refuses: not INTERNAL
+                log.warning("store error in %s: %s", method, type(exc).__name__, exc_info=exc,
+                            extra={"ref": ref, "method": method})
+                RPC_TOTAL.labels(service, name, mapped.code.name).inc()
+                await _abort(context, mapped.to_status())
             log.exception("unhandled error in %s", method, extra={"ref": ref, "method": method})
             RPC_TOTAL.labels(service, name, "INTERNAL").inc()
             await _abort(context, internal_status(ref))

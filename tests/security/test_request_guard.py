@@ -334,6 +334,9 @@ async def probe_server():
         return datasets_pb2.UploadObjectsResponse()
 
     async def nested(request, context):
+        if request.name == "store":
+            import asyncpg
+            raise asyncpg.exceptions.NumericValueOutOfRangeError("value out of range")
         raise _Downstream(grpc.StatusCode.NOT_FOUND, "datasets/x does not exist")
 
     def add(server) -> None:
@@ -365,6 +368,10 @@ async def probe_server():
 def _raw(channel, kind: str, name: str):
     factory = {"unary": channel.unary_unary, "server": channel.unary_stream, "client": channel.stream_unary}[kind]
     return factory(f"/dmod.test.Guarded/{name}", request_serializer=None, response_deserializer=None)
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    return error_details(error)["ErrorInfo"].reason
 
 
 def _assert_bad_request(error: grpc.aio.AioRpcError, field: str, reason: str) -> None:
@@ -421,6 +428,9 @@ async def test_unwrapped_downstream_error_keeps_its_code(probe_server):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _raw(channel, "unary", "Nested")(b"", timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _raw(channel, "unary", "Nested")(datasets_pb2.GetDatasetRequest(name="store").SerializeToString())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and reason_of(caught.value) == "VALUE_NOT_STORABLE"
 
 
 async def test_a_rejected_client_stream_reports_its_status_not_a_lost_one(probe_server):
@@ -434,3 +444,20 @@ async def test_a_rejected_client_stream_reports_its_status_not_a_lost_one(probe_
             await _raw(channel, "client", "ClientStream")(iter([b"\xff\xff", *[good] * 40]), timeout=10)
         codes.append((caught.value.code(), caught.value.details()))
     assert {code for code, _ in codes} == {grpc.StatusCode.INVALID_ARGUMENT}, codes
+
+
+def test_store_failures_are_not_internal():
+    import asyncpg
+    import redis.exceptions
+    import urllib3.exceptions
+
+    from dmod.services.runtime.errors import from_store
+
+    bad_value = from_store(asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence 0x00"), "r1")
+    assert bad_value.code == grpc.StatusCode.INVALID_ARGUMENT and bad_value.reason == "VALUE_NOT_STORABLE"
+    for outage in (redis.exceptions.ConnectionError("down"), asyncpg.exceptions.ConnectionDoesNotExistError("gone"),
+                   asyncpg.exceptions.AdminShutdownError("restart"), urllib3.exceptions.MaxRetryError(None, "/x"),
+                   ConnectionRefusedError()):
+        mapped = from_store(outage, "r2")
+        assert mapped.code == grpc.StatusCode.UNAVAILABLE and "r2" in mapped.message, outage
+    assert from_store(ValueError("a bug"), "r3") is None and from_store(KeyError("k"), "r4") is None
