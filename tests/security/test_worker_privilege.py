@@ -79,6 +79,12 @@ def _stack_targets(home: Path, jobs_root: Path) -> tuple[list[str], list[str]]:
         dirnames[:] = [d for d in dirnames if Path(dirpath, d) != jobs_root]
         dirs += [str(Path(dirpath, d)) for d in dirnames]
         files += [str(Path(dirpath, f)) for f in filenames if not Path(dirpath, f).is_symlink()]
+        for name in dirnames + filenames:  # data kept elsewhere (as root: Postgres under /var/lib/dmod)
+            link = Path(dirpath, name)
+            if link.is_symlink() and link.resolve().exists():
+                dirs.append(str(link.resolve()))
+                if link.resolve().parent != Path("/"):
+                    dirs.append(str(link.resolve().parent))
     return sorted(set(files))[:400], sorted(set(dirs))[:200]
 
 
@@ -382,3 +388,37 @@ print(json.dumps({{"root": str(root), "ident": [ident.uid, ident.gid, ident.isol
     assert got["isolating"] is False and got["ident"] == [nobody, nobody, False]
     assert got["root"] == str(home / "jobs")
     assert got["work"] == [nobody, "0o700"] and got["tmp"] == "0o700" and got["attempt"] == "0o711"
+
+
+def test_jobs_root_moves_out_of_a_home_the_job_uids_cannot_pass():
+    """root's default home is under /root (0700): job directories then go to
+    /var/lib/dmod/jobs/<hash of the home>, every part of it passable, none listable."""
+    import shutil
+    import tempfile
+
+    from dmod.services.jobs.launchers import jobuser
+    from dmod.services.jobs.launchers.local import jobs_root
+
+    if os.geteuid() != 0:
+        pytest.skip("jobs run as the services' user: any home works")
+    base = Path(tempfile.mkdtemp(prefix="dmod-jobsroot-"))  # pytest's own tmp dirs are 0700
+    root = None
+    try:
+        os.chmod(base, 0o711)
+        closed = base / "closed"
+        closed.mkdir(mode=0o700)
+        open_home = base / "open"
+        open_home.mkdir(mode=0o711)
+        root = jobs_root(closed / "home")
+        assert root.parent == jobuser.FALLBACK_ROOT and root == jobs_root(closed / "home")  # stable across restarts
+        assert jobs_root(open_home) == open_home / "jobs"
+        assert jobs_root(closed / "home", str(open_home / "elsewhere")) == open_home / "elsewhere"
+        lo, _ = jobuser.uid_range()
+        assert jobuser.passable(root, lo, -1) and not jobuser.passable(closed / "home", lo, -1)
+        jobuser.passable_dir(root)
+        for d in (root, root.parent, jobuser.FALLBACK_ROOT.parent):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o711, d
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        if root is not None and root.exists():
+            os.rmdir(root)

@@ -297,8 +297,11 @@ class LocalLauncher(Launcher):
     @staticmethod
     def _prepare_dirs(folder: Path, work: Path, ident: jobuser.JobIdentity) -> None:
         """<root>/<job>/attempt-N (the services', 0711) and its work/ and work/tmp (the job's,
-        0700). A work/ left by an earlier launch of this attempt (another uid) is moved aside."""
-        jobuser.passable_dir(folder)
+        0700). A work/ left by an earlier launch of this attempt (another uid) is moved aside.
+        The jobs root and the job's dir are made 0711 too (a home of an older version had 0755:
+        a job could list the other jobs)."""
+        for d in (folder.parent.parent, folder.parent, folder):
+            jobuser.passable_dir(d)
         try:
             st = os.lstat(work)
         except FileNotFoundError:
