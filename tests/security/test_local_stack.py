@@ -298,5 +298,17 @@ def test_up_after_a_crash_comes_back_on_the_recorded_ports():
         assert {k: v for k, v in second.ports.items()} == first.ports
         assert second.s3_ports == first.s3_ports
         assert Stack._serving(second.gateway)
+        # Only the services die: just they come back (same port); the stores and the gateway
+        # keep running, so the gateway never refuses a connection meanwhile.
+        os.killpg(second.pids["services"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(second.pids["services"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        third = stack.up()
+        assert third.ports == first.ports
+        assert third.pids["services"] != second.pids["services"]
+        assert {k: v for k, v in third.pids.items() if k != "services"} == \
+            {k: v for k, v in second.pids.items() if k != "services"}
+        assert Stack._serving(third.gateway)
     finally:
         stack.purge()

@@ -200,6 +200,8 @@ class Stack:
         if existing and all(pid_alive(pid) for pid in existing.pids.values()):
             self.log(f"already up: gateway {existing.gateway}")
             return existing
+        if existing and self._resumable(existing):
+            return self._resume(existing, timeout)
         previous_ports: dict[str, int] = {}
         previous_s3: dict[str, int] = {}
         if existing:  # a crash (or a partial stop): stop what is left, then come back on its ports
@@ -265,6 +267,46 @@ class Stack:
             upstreams = {name: [("127.0.0.1", port) for _, port, _ in replicas] for name in SERVICES}
             config = render_config(ports["gateway"], state.envoy_admin_socket, upstreams, web=("127.0.0.1", ports["web"]))
             state.pids["envoy"] = start_envoy(self.home / "envoy", config, ports["gateway"]).pid
+            wait_for(lambda: self._serving(state.gateway), timeout, "gateway")
+        except BaseException:
+            self._save(state)
+            self.down()
+            raise
+        state.startup_seconds = round(time.perf_counter() - started, 2)
+        self._save(state)
+        return state
+
+    # Only the `serve all` processes (or the web UI server) died: start just those, on their
+    # ports, and leave the stores and the gateway running — workers talking to the gateway see
+    # UNAVAILABLE for a few seconds (and retry), never a refused connection or a new port.
+    RESTARTABLE = ("services", "web")
+
+    def _resumable(self, state: StackState) -> bool:
+        dead = [n for n, pid in state.pids.items() if not pid_alive(pid)]
+        needed = set(self.COMPONENTS) - ({"s3proxy"} if not state.s3_isolated else set())
+        return bool(dead) and needed <= set(state.pids) and \
+            all(n.startswith(self.RESTARTABLE) for n in dead) and \
+            all(PortPicker().available(state.ports[n]) for n in dead if n in state.ports)
+
+    def _resume(self, state: StackState, timeout: float) -> StackState:
+        started = time.perf_counter()
+        dead = sorted(n for n, pid in state.pids.items() if not pid_alive(pid))
+        self.log(f"restarting {', '.join(dead)} (the rest is still running)")
+        try:
+            procs = []
+            for name in dead:
+                if name == "web":
+                    state.pids["web"] = start_web(self.home / "logs", state.ports["web"]).pid
+                    continue
+                env = {**state.service_env(), "DMOD_LISTEN": f"127.0.0.1:{state.ports[name]}"}
+                proc = spawn([sys.executable, "-m", "dmod.cli.main", "serve", "all"], self.home / f"logs/{name}.log",
+                             env=env, cwd=self.home, umask=SERVICES_UMASK)
+                state.pids[name] = proc.pid
+                procs.append((name, proc))
+            self._save(state)
+            for name, proc in procs:
+                wait_for(lambda port=state.ports[name]: self._serving(f"127.0.0.1:{port}"), timeout, name, proc,
+                         self.home / f"logs/{name}.log")
             wait_for(lambda: self._serving(state.gateway), timeout, "gateway")
         except BaseException:
             self._save(state)
