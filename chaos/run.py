@@ -441,6 +441,11 @@ def summarize(result: dict, chaos: Chaos, sec: dict) -> dict:
     for info in jobs.values():
         states[info["state"]] = states.get(info["state"], 0) + 1
     retried = {n: i["attempt"] for n, i in jobs.items() if i["attempt"] > 1}
+    ended_by: dict[str, int] = {}  # why attempts that were retried ended
+    for info in jobs.values():
+        for a in info["attempts"]:
+            if a["attempt"] < info["attempt"]:
+                ended_by[a["exit_reason"] or a["state"]] = ended_by.get(a["exit_reason"] or a["state"], 0) + 1
     counters = {
         "internal_or_unknown": sec.get("internal_or_unknown", "not run"),
         "leaks": sec.get("leaks", "not run"),
@@ -454,6 +459,7 @@ def summarize(result: dict, chaos: Chaos, sec: dict) -> dict:
         "jobs_failed_unclear": sum(not f["clear"] for f in result["failed"]),
         "details": {
             "jobs": {"submitted": len(chaos.jobs), "final_states": states, "retried": retried,
+                     "retried_attempts_ended_by": ended_by,
                      "failed": result["failed"], "lost": result["lost"], "run_twice": result["twice"],
                      "orphan_processes": chaos.orphans,
                      "watch_streams": sum(w.streams for w in chaos.watches.values()),
@@ -476,7 +482,7 @@ def table(report: dict) -> str:
                                                       for k, v in sec.items() if k != "fuzz")))
     j = d["jobs"]
     rows.append(("jobs_lost", str(c["jobs_lost"]), (f"{j['submitted']} jobs: {j['final_states']}; "
-                                                   f"{len(j['retried'])} retried")))
+                                                   f"{len(j['retried'])} retried {j['retried_attempts_ended_by']}")))
     rows.append(("jobs_run_twice", str(c["jobs_run_twice"]), f"orphaned processes: {len(j['orphan_processes'])}"))
     rows.append(("events_missing", str(c["events_missing"]), (f"{j['events_delivered']} events delivered on "
                                                              f"{j['watch_streams']} WatchJob streams")))

@@ -115,16 +115,24 @@ class Agent:
         import grpc
 
         from dmod.services.jobs.datasets import Datasets
-        from dmod.services.worker.agent.prepare import PrepareError, download_inputs, lay_out
+        from dmod.services.worker.agent.prepare import RETRY_DELAYS, PrepareError, download_inputs, lay_out
         from dmod.v1 import datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 
         opts = self.opts
         stub = jobs_pb2_grpc.JobServiceStub(self.channel)
-        try:
-            job = (await stub.GetJob(jobs_pb2.GetJobRequest(name=opts.job), metadata=self.metadata, timeout=30)).job
-        except grpc.aio.AioRpcError as exc:
-            raise Failure(EXIT_SETUP, "WORKER_UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else
-                          "WORKER_ERROR", f"GetJob {opts.job}: {exc.code().name}: {exc.details()}") from None
+        # The services restarting (`dmod up` after a crash: ~6-8 s) is not a reason to give up the
+        # attempt: UNAVAILABLE is tried again over ~15 s, as the input downloads are.
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                job = (await stub.GetJob(jobs_pb2.GetJobRequest(name=opts.job), metadata=self.metadata,
+                                         timeout=30)).job
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                raise Failure(EXIT_SETUP, "WORKER_UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else
+                              "WORKER_ERROR", f"GetJob {opts.job}: {exc.code().name}: {exc.details()}") from None
         spec = job.spec
         ranks = opts.ranks or spec.cpu_count or 1
         ds = Datasets(self.channel, self.metadata)
