@@ -422,3 +422,37 @@ def test_jobs_root_moves_out_of_a_home_the_job_uids_cannot_pass():
         shutil.rmtree(base, ignore_errors=True)
         if root is not None and root.exists():
             os.rmdir(root)
+
+
+def test_a_relaunched_attempt_gets_a_fresh_work_dir_and_the_old_one_is_locked():
+    """Launching an attempt again (the scheduler crashed between launch and record) under a new
+    uid: the old work/ is moved aside and handed to the services' user; the new one is the new
+    uid's, 0700, with its TMPDIR."""
+    import shutil
+    import tempfile
+
+    from dmod.services.jobs.launchers import jobuser
+    from dmod.services.jobs.launchers.local import LocalLauncher, attempt_dir
+
+    if os.geteuid() != 0:
+        pytest.skip("one uid for every job without root")
+    base = Path(tempfile.mkdtemp(prefix="dmod-relaunch-"))
+    try:
+        lo, _ = jobuser.uid_range()
+        first, second = (jobuser.JobIdentity(lo + i, 65534, "x", True) for i in (11, 12))
+        folder = attempt_dir(base / "jobs", "jobs/abc", 1)
+        LocalLauncher._prepare_dirs(folder, folder / "work", first)
+        (folder / "work" / "exit.json").write_text("{}")
+        LocalLauncher._prepare_dirs(folder, folder / "work", second)
+        st = os.stat(folder / "work")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (second.uid, 65534, 0o700)
+        assert os.stat(folder / "work" / "tmp").st_uid == second.uid
+        assert not (folder / "work" / "exit.json").exists()
+        aside = [p for p in folder.iterdir() if p.name.startswith("work.")]
+        assert len(aside) == 1 and (aside[0] / "exit.json").exists()
+        old = os.stat(aside[0])
+        assert (old.st_uid, stat.S_IMODE(old.st_mode)) == (os.geteuid(), 0o700)
+        for d in (base / "jobs", folder.parent, folder):
+            assert stat.S_IMODE(os.stat(d).st_mode) == 0o711, d
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
