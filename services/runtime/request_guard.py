@@ -171,24 +171,32 @@ def _walk(message, prefix: str, out: list) -> None:
         if rule is None:
             continue
         kind = rule.kind
-        if kind == _STRING and not rule.repeated and len(value) << 2 <= rule.limit and (
-                not rule.nul or "\x00" not in value):
-            continue  # the common case, without a call
+        repeated = rule.repeated
+        if not repeated:  # the common cases, without a call or a path
+            if kind == _STRING:
+                if len(value) << 2 <= rule.limit and (not rule.nul or "\x00" not in value):
+                    continue
+            elif kind == _ENUM and value in rule.enum[1]:
+                continue
         if len(out) >= MAX_VIOLATIONS:
             return
         path = prefix + rule.name
         if kind == _MAP:
             key_rule, value_rule = rule.key, rule.value
+            plain = value_rule is not None and value_rule.kind == _STRING
             for key in value:
-                where = path + _key_label(key)
                 if key_rule is not None:
                     problem = _string_problem(key, key_rule)
                     if problem:
-                        out.append((where, "key " + problem))
+                        out.append((path + _key_label(key), "key " + problem))
                         continue
-                if value_rule is not None:
-                    _check_value(value_rule, value[key], where, out)
-        elif rule.repeated and kind == _STRING:
+                if value_rule is None:
+                    continue
+                item = value[key]
+                if plain and len(item) << 2 <= value_rule.limit and "\x00" not in item:
+                    continue
+                _check_value(value_rule, item, path + _key_label(key), out)
+        elif repeated and kind == _STRING:
             limit, nul = rule.limit, rule.nul
             for i, item in enumerate(value):
                 if len(item) << 2 <= limit and (not nul or "\x00" not in item):
@@ -198,7 +206,7 @@ def _walk(message, prefix: str, out: list) -> None:
                     out.append((f"{path}[{i}]", problem))
                     if len(out) >= MAX_VIOLATIONS:
                         return
-        elif rule.repeated:
+        elif repeated:
             for i, item in enumerate(value):
                 _check_value(rule, item, f"{path}[{i}]", out)
                 if len(out) >= MAX_VIOLATIONS:
