@@ -284,9 +284,15 @@ class Stack:
     def _resumable(self, state: StackState) -> bool:
         dead = [n for n, pid in state.pids.items() if not pid_alive(pid)]
         needed = set(self.COMPONENTS) - ({"s3proxy"} if not state.s3_isolated else set())
-        return bool(dead) and needed <= set(state.pids) and \
-            all(n.startswith(self.RESTARTABLE) for n in dead) and \
-            all(PortPicker().available(state.ports[n]) for n in dead if n in state.ports)
+        if not dead or not needed <= set(state.pids) or not all(n.startswith(self.RESTARTABLE) for n in dead):
+            return False
+        # A port of a process killed a moment ago can take a moment to be bindable again.
+        deadline = time.monotonic() + 5
+        while not all(PortPicker().available(state.ports[n]) for n in dead if n in state.ports):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def _resume(self, state: StackState, timeout: float) -> StackState:
         started = time.perf_counter()
