@@ -15,7 +15,9 @@ error message):
 The walk follows the descriptor: nested messages, repeated fields and maps, only fields that are set.
 Errors are INVALID_ARGUMENT with a google.rpc.BadRequest naming the field path (`dataset.labels["k"]`,
 `ids[3]`) and the reason; they never contain the value itself (a map key in a path is cut to 32
-characters). Cost: ~1-3 µs for a typical request, see bench/request_guard.py.
+characters). Cost per message (bench/request_guard.py): 0.7 µs for GetDatasetRequest, ~4 µs for
+CreateDatasetRequest, ~6.5 µs for CreateJobRequest with 20 catchment ids, 0.1 µs for an upload chunk
+(parsed as a view, not walked).
 """
 from __future__ import annotations
 
