@@ -177,6 +177,8 @@ async def check_worker_privilege(gateway: str, home: str | Path, scratch: str | 
                 if os.path.lexists(c["target"]):
                     problems.append(f"a write to {c['target']} reached the host")
                     os.unlink(c["target"])
+            daemon = report["daemon_pid"]
+            assert daemon and Path(f"/proc/{daemon}").exists(), "the probe's daemon did not start"
             failed_controls = [c for c in report["controls"] if not c["ok"]]
             assert not failed_controls, f"the job could not even use its own directory: {failed_controls}"
             assert report["victims"], "the probe found no other job to attack"
@@ -222,6 +224,8 @@ async def check_worker_privilege(gateway: str, home: str | Path, scratch: str | 
             st = os.lstat(workdir)
             if st.st_uid != os.geteuid():
                 problems.append(f"{workdir} still owned by uid {st.st_uid} after the attempt")
+            if Path(f"/proc/{daemon}").exists() and _status(daemon).get("State", "").split()[:1] != ["Z"]:
+                problems.append(f"the job's daemon (pid {daemon}) outlived its attempt")
             for uid in uids["attacker"] | uids["victim"]:
                 if jobuser.uids_pids(uid):
                     problems.append(f"processes left under uid {uid}: {jobuser.uids_pids(uid)}")
