@@ -2,7 +2,8 @@
 
 - A dataset is PRIVATE by default: its owner and admins read it.
 - The owner (or an admin) may share it for reading with named users (`users/{name}`) and groups
-  (`groups/{name}`, membership in the `users` table of AuthService) — Dataset.readers — or make it
+  (`groups/{name}`, membership in the `users` table of AuthService, read here and cached for 5 s,
+  so UpdateUser's group changes apply within seconds) — Dataset.readers — or make it
   PUBLIC (Dataset.visibility): every authenticated user may then read it.
 - Reading = GetDataset, ListDatasets, ListObjects, DownloadObject, CreateDownloadUrl, DetectDomain
   and being found by SearchDatasets. Changing (metadata, sharing, objects, seal, delete) stays
