@@ -12,7 +12,7 @@ from dmod.services.datasets import access, janitor, matching, names, objects, st
 from dmod.services.datasets.catalog import Catalog
 from dmod.services.datasets.detect import DetectionContext, detect_domain
 from dmod.services.datasets.domain_codec import to_proto
-from dmod.services.datasets.transfer import downloads, presign
+from dmod.services.datasets.transfer import downloads, many_downloads, presign
 from dmod.services.datasets.transfer.batch import Batch
 from dmod.services.datasets.transfer.blobs import Blobs
 from dmod.services.datasets.transfer.uploads import Uploads
@@ -98,6 +98,11 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         dataset_id, _ = names.parse_object_name(request.name)
         await self._readable(dataset_id, names.dataset_name(dataset_id))
         async for message in downloads.download(self.pool, self.blobs, request):
+            yield message
+
+    async def DownloadObjects(self, request, context):
+        await self._readable(names.parse_dataset_name(request.parent, "parent"), request.parent)
+        async for message in many_downloads.download_many(self.pool, self.blobs, request):
             yield message
 
     async def CreateUploadUrl(self, request, context):

@@ -189,6 +189,11 @@ async def get_object(conn, dataset_id: uuid.UUID, path: str):
                                dataset_id, path)
 
 
+async def get_objects(conn, dataset_id: uuid.UUID, paths: list[str]) -> list:
+    return await conn.fetch(f"SELECT {_OBJECT_COLUMNS} FROM dataset_objects WHERE dataset_id = $1 AND path = ANY($2)",
+                            dataset_id, paths)
+
+
 async def list_objects(conn, dataset_id: uuid.UUID, *, prefix: str, after: str | None, limit: int | None):
     args: list = [dataset_id, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"]
     where = "dataset_id = $1 AND path LIKE $2"

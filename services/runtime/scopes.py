@@ -20,6 +20,7 @@ WORKER_METHODS = frozenset({
     "/dmod.v1.JobService/ReportWorkerEvents",
     "/dmod.v1.DatasetService/ListObjects",
     "/dmod.v1.DatasetService/DownloadObject",
+    "/dmod.v1.DatasetService/DownloadObjects",
     "/dmod.v1.DatasetService/UploadObject",
     "/dmod.v1.DatasetService/UploadObjects",
     "/dmod.v1.DatasetService/DeleteObject",

@@ -107,6 +107,7 @@ EXPECT: dict[str, dict[str, Expect]] = {
     "/dmod.v1.DatasetService/UploadObjects": _OWNER_ONLY,
     "/dmod.v1.DatasetService/QueryUploadStatus": _OWNER_ONLY,
     "/dmod.v1.DatasetService/DownloadObject": _OWNER_ONLY,
+    "/dmod.v1.DatasetService/DownloadObjects": _OWNER_ONLY,
     "/dmod.v1.DatasetService/CreateUploadUrl": _OWNER_ONLY,
     "/dmod.v1.DatasetService/FinalizeUpload": _OWNER_ONLY,
     "/dmod.v1.DatasetService/CreateDownloadUrl": _OWNER_ONLY,
@@ -371,6 +372,8 @@ def _requests() -> dict[str, Build]:
         "/dmod.v1.DatasetService/UploadObjects": lambda c, i: _upload_batch(c.dataset, f"batch-by-{i}.txt"),
         "/dmod.v1.DatasetService/QueryUploadStatus": lambda c, _: d.QueryUploadStatusRequest(upload_id=c.upload_id),
         "/dmod.v1.DatasetService/DownloadObject": lambda c, _: d.DownloadObjectRequest(name=c.obj),
+        "/dmod.v1.DatasetService/DownloadObjects": lambda c, _: d.DownloadObjectsRequest(
+            parent=c.dataset, paths=[c.obj.split("/objects/", 1)[1]]),
         "/dmod.v1.DatasetService/CreateUploadUrl": lambda c, i: d.CreateUploadUrlRequest(
             parent=c.dataset, path=f"url-by-{i}.txt", size_bytes=1, sha256=hashlib.sha256(b"x").hexdigest()),
         "/dmod.v1.DatasetService/FinalizeUpload": finalize,

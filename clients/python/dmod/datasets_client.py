@@ -36,6 +36,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from dmod import client as _client
 from dmod.errors import error_details
 from dmod.protowire import read_varint, varint
+from dmod.object_stream import DamagedObject, verified_objects
 from dmod.upload_journal import UploadJournal
 from dmod.url_download import UrlFetchFailed
 from dmod.url_download import fetch as fetch_url
@@ -184,6 +185,18 @@ def plan_batches(items: list, size_of, lanes: int) -> list[list]:
         batches[-1].append(item)
         used += size_of(item)
     return batches
+
+
+def _write_files(files: list[tuple[Path, bytes]]) -> None:
+    """Each file written whole under a temporary name, then renamed into place."""
+    for dest, data in files:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def _serialize_upload(message) -> bytes:
@@ -787,26 +800,83 @@ class DatasetsClient:
         finally:
             tmp.unlink(missing_ok=True)
 
+    async def download_objects(self, dataset: str, objects: list[datasets_pb2.DataObject], root: Path, *,
+                               progress: Callable[[int], None] | None = None, retries: int = 3) -> None:
+        """Whole objects of one dataset in DownloadObjects calls (≤ 1,000 per call), each verified
+        and written atomically under `root` (its relative path); a broken call is retried for the
+        objects not written yet. `progress(n)`: bytes of objects written since the last call."""
+        left = {o.path: o for o in objects}
+        for attempt in range(retries + 1):
+            pending: list[tuple[Path, bytes]] = []
+
+            async def flush() -> None:
+                await asyncio.to_thread(_write_files, list(pending))
+                if progress:
+                    progress(sum(len(d) for _, d in pending))
+                for dest, _ in pending:
+                    left.pop(dest.relative_to(root).as_posix(), None)
+                pending.clear()
+            try:
+                paths = list(left)
+                for i in range(0, len(paths), 1000):
+                    replies = self.stub.DownloadObjects(datasets_pb2.DownloadObjectsRequest(
+                        parent=dataset, paths=paths[i:i + 1000]), metadata=self.metadata)
+                    async for obj, data in verified_objects(replies):
+                        pending.append((root / obj.path, data))
+                        if len(pending) >= 64:
+                            await flush()
+                    await flush()
+                return
+            except grpc.aio.AioRpcError as exc:
+                await flush()  # what arrived verified is kept
+                if attempt == retries or exc.code() not in _RETRYABLE:
+                    raise
+            except DamagedObject as exc:
+                await flush()
+                if attempt == retries:
+                    raise ChecksumMismatch(str(exc)) from None
+            await asyncio.sleep(min(0.5 * 2 ** attempt, 5))
+
     async def download_dir(self, dataset: str, dest_dir: str | os.PathLike, prefix: str = "", *,
                            concurrency: int = 8, progress: Progress | None = None) -> list[Path]:
-        """Every object (under `prefix`) into `dest_dir`, keeping relative paths."""
+        """Every object (under `prefix`) into `dest_dir`, keeping relative paths. Objects up to
+        BATCH_FILE come many per DownloadObjects call, larger ones one download each."""
         objects = await self.list_objects(dataset, prefix)
         root = Path(dest_dir)
         total = sum(o.size_bytes for o in objects)
         done = {o.path: 0 for o in objects}
+        received = [0]
         sem = asyncio.Semaphore(concurrency)
 
-        async def one(o: datasets_pb2.DataObject) -> Path:
+        def report() -> None:
+            if progress:
+                progress(sum(done.values()) + received[0], total)
+
+        async def one(o: datasets_pb2.DataObject) -> None:
             def each(n: int, _total: int) -> None:
                 done[o.path] = n
-                if progress:
-                    progress(sum(done.values()), total)
-            target = root / o.path
+                report()
             async with sem:
-                await self.download_file(o.name, target, progress=each, size_hint=o.size_bytes)
-            return target
+                await self.download_file(o.name, root / o.path, progress=each, size_hint=o.size_bytes)
 
-        return list(await asyncio.gather(*(one(o) for o in objects)))
+        async def many(group: list[datasets_pb2.DataObject]) -> None:
+            def each(n: int) -> None:
+                received[0] += n
+                report()
+            async with sem:
+                try:
+                    await self.download_objects(dataset, group, root, progress=each)
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # an older server: one call each
+                        raise
+            await asyncio.gather(*(one(o) for o in group))
+
+        small = [o for o in objects if o.size_bytes <= BATCH_FILE]
+        large = [o for o in objects if o.size_bytes > BATCH_FILE]
+        groups = plan_batches(small, lambda o: o.size_bytes, max(1, min(3, concurrency // 2)))
+        await asyncio.gather(*(many(g) for g in groups), *(one(o) for o in large))
+        return [root / o.path for o in objects]
 
     # ---- presigned URLs (browsers, tools without gRPC streaming) -----------------------------
     async def create_upload_url(self, dataset: str, path: str, size: int, sha256: str,

@@ -19,6 +19,11 @@ from dmod.services.worker.agent import layout
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
+# Objects up to this size come many per DownloadObjects call (one S3 read per pack of them).
+MANY_MAX_OBJECT = 4 << 20
+MANY_PER_CALL = 250
+
+
 async def _retrying(call):
     from dmod.services.jobs.datasets import DatasetError
 
@@ -83,24 +88,45 @@ async def download_inputs(ds, resolved: dict[str, str], root: Path, say) -> dict
     total = sum(len(v) for v in listing.values())
     done = 0
 
-    async def fetch(role: str, obj) -> None:
-        nonlocal done
+    def dest_of(role: str, obj) -> Path:
         if role == "partition":
-            dest = root / ("inputs/partition/" + _safe(obj.path))
-        else:
-            dest = _dest(root, role, obj.path)
+            return root / ("inputs/partition/" + _safe(obj.path))
+        return _dest(root, role, obj.path)
+
+    def landed(role: str, objs: list) -> None:
+        nonlocal done
+        for obj in objs:
+            if role in layout.EXECUTABLE_ROLES:
+                os.chmod(dest_of(role, obj), 0o755)
+        before, done = done, done + len(objs)
+        if done == total or done // 200 != before // 200:
+            say(f"downloaded {done}/{total} input objects")
+
+    async def fetch(role: str, obj) -> None:
+        dest = dest_of(role, obj)
         async with sem:
             try:
                 await _retrying(lambda: ds.download(obj, dest))
             except DatasetError as exc:
                 raise _failure(exc, f"cannot download {obj.name}") from None
-        if role in layout.EXECUTABLE_ROLES:
-            os.chmod(dest, 0o755)
-        done += 1
-        if done == total or done % 200 == 0:
-            say(f"downloaded {done}/{total} input objects")
+        landed(role, [obj])
 
-    await asyncio.gather(*(fetch(role, o) for role, objs in listing.items() for o in objs))
+    async def fetch_many(role: str, objs: list) -> None:  # small files (per-catchment forcing, configs)
+        async with sem:
+            try:
+                await _retrying(lambda: ds.download_many(resolved[role], objs, lambda o: dest_of(role, o)))
+            except DatasetError as exc:
+                raise _failure(exc, f"cannot download {len(objs)} objects of {resolved[role]}") from None
+        landed(role, objs)
+
+    calls = []
+    for role, objs in listing.items():
+        for obj in objs:
+            dest_of(role, obj)  # every path checked before anything is written
+        small = [o for o in objs if o.size_bytes <= MANY_MAX_OBJECT]
+        calls += [fetch(role, o) for o in objs if o.size_bytes > MANY_MAX_OBJECT]
+        calls += [fetch_many(role, small[i:i + MANY_PER_CALL]) for i in range(0, len(small), MANY_PER_CALL)]
+    await asyncio.gather(*calls)
     return {role: [o.path for o in objs] for role, objs in listing.items()}
 
 

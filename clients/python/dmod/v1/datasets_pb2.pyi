@@ -885,6 +885,59 @@ class DownloadObjectResponse(_message.Message):
 Global___DownloadObjectResponse: _TypeAlias = DownloadObjectResponse  # noqa: Y015
 
 @_typing.final
+class DownloadObjectsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """datasets/{id}"""
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Object paths, at most 1,000, each sent once, in this order."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        paths: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "paths", b"paths"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadObjectsRequest: _TypeAlias = DownloadObjectsRequest  # noqa: Y015
+
+@_typing.final
+class DownloadObjectsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def object(self) -> Global___DataObject:
+        """Starts an object; its chunks (at most 1 MiB each, none for an empty object) follow."""
+
+    def __init__(
+        self,
+        *,
+        object: Global___DataObject | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "object", b"object", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "object", b"object", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["object", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___DownloadObjectsResponse: _TypeAlias = DownloadObjectsResponse  # noqa: Y015
+
+@_typing.final
 class CreateUploadUrlRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -95,6 +95,11 @@ class DatasetServiceStub:
                 request_serializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectRequest.SerializeToString,
                 response_deserializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectResponse.FromString,
                 _registered_method=True)
+        self.DownloadObjects = channel.unary_stream(
+                '/dmod.v1.DatasetService/DownloadObjects',
+                request_serializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectsRequest.SerializeToString,
+                response_deserializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectsResponse.FromString,
+                _registered_method=True)
         self.CreateUploadUrl = channel.unary_unary(
                 '/dmod.v1.DatasetService/CreateUploadUrl',
                 request_serializer=dmod_dot_v1_dot_datasets__pb2.CreateUploadUrlRequest.SerializeToString,
@@ -202,6 +207,14 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadObjects(self, request, context):
+        """Many whole objects of one dataset in one call (small files: per-catchment forcing, outputs):
+        per object its DataObject, then its chunks; each object is checked against its SHA-256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateUploadUrl(self, request, context):
         """Presigned S3 URLs for browsers (grpc-web has no client streaming).
         """
@@ -296,6 +309,11 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.DownloadObject,
                     request_deserializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectRequest.FromString,
                     response_serializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectResponse.SerializeToString,
+            ),
+            'DownloadObjects': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadObjects,
+                    request_deserializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectsRequest.FromString,
+                    response_serializer=dmod_dot_v1_dot_datasets__pb2.DownloadObjectsResponse.SerializeToString,
             ),
             'CreateUploadUrl': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUploadUrl,
@@ -648,6 +666,33 @@ class DatasetService:
             '/dmod.v1.DatasetService/DownloadObject',
             dmod_dot_v1_dot_datasets__pb2.DownloadObjectRequest.SerializeToString,
             dmod_dot_v1_dot_datasets__pb2.DownloadObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dmod.v1.DatasetService/DownloadObjects',
+            dmod_dot_v1_dot_datasets__pb2.DownloadObjectsRequest.SerializeToString,
+            dmod_dot_v1_dot_datasets__pb2.DownloadObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class DatasetServiceStub:
     """
     QueryUploadStatus: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.QueryUploadStatusRequest, _datasets_pb2.QueryUploadStatusResponse]
     DownloadObject: _grpc.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectRequest, _datasets_pb2.DownloadObjectResponse]
+    DownloadObjects: _grpc.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectsRequest, _datasets_pb2.DownloadObjectsResponse]
+    """Many whole objects of one dataset in one call (small files: per-catchment forcing, outputs):
+    per object its DataObject, then its chunks; each object is checked against its SHA-256.
+    """
     CreateUploadUrl: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.CreateUploadUrlRequest, _datasets_pb2.CreateUploadUrlResponse]
     """Presigned S3 URLs for browsers (grpc-web has no client streaming)."""
     FinalizeUpload: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.FinalizeUploadRequest, _datasets_pb2.FinalizeUploadResponse]
@@ -80,6 +84,10 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     """
     QueryUploadStatus: _aio.UnaryUnaryMultiCallable[_datasets_pb2.QueryUploadStatusRequest, _datasets_pb2.QueryUploadStatusResponse]  # type: ignore[assignment]
     DownloadObject: _aio.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectRequest, _datasets_pb2.DownloadObjectResponse]  # type: ignore[assignment]
+    DownloadObjects: _aio.UnaryStreamMultiCallable[_datasets_pb2.DownloadObjectsRequest, _datasets_pb2.DownloadObjectsResponse]  # type: ignore[assignment]
+    """Many whole objects of one dataset in one call (small files: per-catchment forcing, outputs):
+    per object its DataObject, then its chunks; each object is checked against its SHA-256.
+    """
     CreateUploadUrl: _aio.UnaryUnaryMultiCallable[_datasets_pb2.CreateUploadUrlRequest, _datasets_pb2.CreateUploadUrlResponse]  # type: ignore[assignment]
     """Presigned S3 URLs for browsers (grpc-web has no client streaming)."""
     FinalizeUpload: _aio.UnaryUnaryMultiCallable[_datasets_pb2.FinalizeUploadRequest, _datasets_pb2.FinalizeUploadResponse]  # type: ignore[assignment]
@@ -179,6 +187,16 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _datasets_pb2.DownloadObjectRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_datasets_pb2.DownloadObjectResponse], _abc.AsyncIterator[_datasets_pb2.DownloadObjectResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadObjects(
+        self,
+        request: _datasets_pb2.DownloadObjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_datasets_pb2.DownloadObjectsResponse], _abc.AsyncIterator[_datasets_pb2.DownloadObjectsResponse]]:
+        """Many whole objects of one dataset in one call (small files: per-catchment forcing, outputs):
+        per object its DataObject, then its chunks; each object is checked against its SHA-256.
+        """
 
     @_abc_1.abstractmethod
     def CreateUploadUrl(
