@@ -59,6 +59,8 @@ def _job_family(job_id: str) -> list[dict]:
     seen = []
     for proc in H.job_processes(job_id):
         try:
+            if "dmod.services.jobs.launchers.jobuser" in " ".join(proc.cmdline()):
+                continue  # the launcher's own wrapper (no fork server), before it drops to the job's uid
             st = _status(proc.pid)
             seen.append({"pid": proc.pid, "cmd": " ".join(proc.cmdline())[:100], "workdir": _workdir(proc.pid),
                          "uid": [int(x) for x in st["Uid"].split()], "gid": [int(x) for x in st["Gid"].split()],

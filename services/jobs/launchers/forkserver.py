@@ -51,11 +51,11 @@ def _child(req: dict) -> None:
         os.dup2(fd, 2)
         os.close(fd)
         os.close(null)
-        os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
-        if req.get("uid") is not None:
-            become(int(req["uid"]), int(req["gid"]), int(req.get("nproc") or 0), req["env"])
+        if req.get("uid") is not None:  # into the job's directory only as the job's user
+            become(int(req["uid"]), int(req["gid"]), int(req.get("nproc") or 0), req["env"], req["cwd"])
+        os.chdir(req["cwd"])
         sys.argv = ["dmod-worker", *req["argv"]]
         from dmod.services.worker.agent.cli import main
 

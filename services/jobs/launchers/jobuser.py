@@ -403,6 +403,7 @@ def become(uid: int, gid: int, nproc: int = 0, env: dict | None = None, workdir:
     (job_view) and then drop_privileges. Changes into `workdir` (default: the cwd) again in the
     new view."""
     workdir = os.path.realpath(workdir or os.getcwd())
+    os.chdir("/")  # nothing of the job's is in use while the mounts change
     if (uid, gid) != (os.geteuid(), os.getegid()):
         env = os.environ if env is None else env
         extra = [os.path.dirname(os.path.realpath(v)) for v in (env.get("DMOD_NGEN_PATH"), env.get("DMOD_MPIEXEC"))
@@ -418,8 +419,8 @@ def become(uid: int, gid: int, nproc: int = 0, env: dict | None = None, workdir:
                                          f"other users may read it") from None
             # e.g. root in a container without CAP_SYS_ADMIN: the uid switch still applies
             print(f"[dmod-worker] no private /tmp, /var/tmp, /dev/shm for this job: {exc}", file=sys.stderr, flush=True)
-        os.chdir(workdir)
     drop_privileges(uid, gid, nproc)
+    os.chdir(workdir)  # as the job: its own directory must let it in
 
 
 def _exec_main(argv: list[str]) -> None:
