@@ -159,7 +159,7 @@ def s3_ready(home: Path):
     return lambda: tcp_open(port)
 
 
-def kill_services_and_recover(home: Path) -> Fault:
+def kill_services_and_recover(home: Path, down_seconds: float = 0.0) -> Fault:
     """kill -9 every `serve all` process of the stack (its process group: not the workers it
     launched, which run in sessions of their own and outlive it), then `dmod up` (Stack.up())."""
     state = load_state(home)
@@ -168,11 +168,12 @@ def kill_services_and_recover(home: Path) -> Fault:
     started = time.monotonic()
     for name in names:
         killed += sigkill_tree(state.pids[name], descendants=False)
+    time.sleep(down_seconds)  # an outage: nobody runs `dmod up` for a while
     new = Stack(home, fixed_ports=False, log=lambda *a: None).up()
     recovered = time.monotonic() - started
     moved = {k: (state.ports.get(k), v) for k, v in new.ports.items() if state.ports.get(k) != v}
-    detail = "dmod up: every component restarted" + (f"; ports moved {moved}" if moved else "; same ports")
-    return Fault(kind="services_kill", target=f"serve all pid(s) {[state.pids[n] for n in names]}", pids=killed,
+    detail = (f"down {down_seconds:g}s, then " if down_seconds else "") + "dmod up: every component restarted" + (f"; ports moved {moved}" if moved else "; same ports")
+    return Fault(kind="services_outage" if down_seconds else "services_kill", target=f"serve all pid(s) {[state.pids[n] for n in names]}", pids=killed,
                  recovery_seconds=round(recovered, 2), detail=detail)
 
 

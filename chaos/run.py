@@ -1,7 +1,7 @@
 """`make chaos`: faults against a real local stack while jobs run, then the security suites.
 
     .venv/bin/python -m chaos.run                 # the full run: 20 jobs, fuzz 300 messages per RPC
-    .venv/bin/python -m chaos.run --short         # CI size: 5 jobs, one fault of each kind, fuzz 20
+    .venv/bin/python -m chaos.run --short         # CI size: 6 jobs, one fault of each kind, fuzz 20
 
 1. A local stack exactly as `dmod up` starts it (`Stack(home, fixed_ports=False).up()`, a temp
    state dir), a small synthetic domain uploaded as datasets, and N jobs on the embedded engine
@@ -11,7 +11,8 @@
    it saw when a fault breaks the stream.
 3. Faults while the jobs run (chaos/faults.py): kill -9 of a worker agent, of one MPI rank of a
    2-rank job, Redis killed and restarted, the object store (SeaweedFS) killed and restarted,
-   the services process (every gRPC service and the scheduler) killed then `dmod up`.
+   the services process (every gRPC service and the scheduler) killed then `dmod up` at once, and
+   an outage: the services killed as jobs finish and `dmod up` only 15 s later.
 4. Every job audited once all are final (or the deadline passed): its state, attempts (Postgres
    `job_attempts`) and stored events against what its watch delivered.
 5. The security suites of issue 16 when their modules exist (chaos/security.py): the
@@ -19,7 +20,8 @@
    privilege check. A suite that is missing or fails to run is "not run", never 0.
 
 Counters (bench/results/chaos.json, with the details behind each):
-  jobs_lost          jobs not final by the deadline, or gone (NOT_FOUND)
+  jobs_lost          jobs not final by the deadline, gone (NOT_FOUND), or FAILED: every job is
+                     valid and succeeds without faults, so a FAILED one lost its work to a fault
   jobs_run_twice     jobs with two attempts that both ran to completion (exit 0), or outputs
                      finalized / SUCCEEDED twice
   events_missing     seqs in 1..last_event_seq the job's watch never delivered, gaps in the stored
@@ -55,7 +57,8 @@ from dmod.local.stack import Stack, load_state
 from dmod.v1 import domain_pb2, jobs_pb2, jobs_pb2_grpc
 
 S = jobs_pb2
-TRANSIENT = {"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE", "INPUTS_UNAVAILABLE"}
+TRANSIENT = {"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE", "INPUTS_UNAVAILABLE",
+             "RANK_KILLED", "OUTPUTS_UNAVAILABLE"}
 COUNTERS = ("internal_or_unknown", "leaks", "jobs_lost", "jobs_run_twice", "events_missing", "events_duplicated")
 
 MODEL_SOURCE = '''"""Pass-through model slowed down (chaos harness): every step sleeps, so a job runs long
@@ -72,10 +75,11 @@ class Slow(PassThrough):
         super()._advance(dt)
 '''
 
-FULL = {"jobs": 20, "fuzz": 300, "step_sleep": 0.25, "hours": 48, "deadline": 900.0, "gap": 6.0,
-        "schedule": ["worker", "rank", "redis", "s3", "services", "worker", "rank", "redis", "s3", "services"]}
-SHORT = {"jobs": 5, "fuzz": 20, "step_sleep": 0.35, "hours": 48, "deadline": 240.0, "gap": 2.0,
-         "schedule": ["worker", "rank", "services", "redis", "s3"]}
+FULL = {"jobs": 20, "fuzz": 300, "step_sleep": 0.25, "hours": 48, "deadline": 900.0, "gap": 6.0, "outage_seconds": 15.0,
+        "schedule": ["worker", "rank", "redis", "s3", "services", "outage", "worker", "rank", "redis", "s3",
+                     "services"]}
+SHORT = {"jobs": 6, "fuzz": 20, "step_sleep": 0.35, "hours": 48, "deadline": 240.0, "gap": 2.0, "outage_seconds": 15.0,
+         "schedule": ["worker", "rank", "outage", "services", "redis", "s3"]}
 
 
 def log(*parts) -> None:
@@ -256,13 +260,16 @@ class Chaos:
             fault.job, fault.job_state = job.name, state_name(job.state)
         return fault
 
-    async def services_fault(self, stub) -> F.Fault:
+    async def services_fault(self, stub, down: float = 0.0) -> F.Fault:
         async def want(job) -> bool:
+            if down:  # an outage long enough for a running job to finish while no service listens
+                return job.state == S.JOB_STATE_RUNNING and job.progress.total_steps > 0 and \
+                    job.progress.step >= job.progress.total_steps - 8
             return job.state == S.JOB_STATE_RUNNING
 
         job = await self.wait_target(stub, want, 60)
         at = self.now()
-        fault = await asyncio.to_thread(F.kill_services_and_recover, self.home)
+        fault = await asyncio.to_thread(F.kill_services_and_recover, self.home, down)
         fault.at = at
         if job is not None:
             fault.job, fault.job_state = job.name, state_name(job.state)
@@ -282,6 +289,8 @@ class Chaos:
                     fault = await self.kill_worker(stub, ranks=kind == "rank")
                 elif kind in ("redis", "s3"):
                     fault = await self.store_fault(stub, kind)
+                elif kind == "outage":
+                    fault = await self.services_fault(stub, down=self.cfg.get("outage_seconds", 40.0))
                 else:
                     fault = await self.services_fault(stub)
             except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
@@ -314,8 +323,13 @@ class Chaos:
                 lost.append({"job": name, "why": f"still {state_name(job.state)} at the deadline",
                              "reason": job.state_reason})
                 continue
-            # Run twice: two attempts that ran to completion, or outputs finalized twice.
-            completed = [a["attempt"] for a in attempts if a["exit_code"] == 0]
+            # Run twice: two attempts that ran to completion (the worker's own exit record in its
+            # attempt directory says 0, whether or not its report reached the services), or
+            # outputs finalized twice.
+            exits = self.exit_records(job_id)
+            info["worker_exit_records"] = exits
+            completed = sorted({a["attempt"] for a in attempts if a["exit_code"] == 0} |
+                               {n for n, code in exits.items() if code == 0})
             finalized = sum(e.reason == "WORKER_SUCCEEDED" for e in stored)
             succeeded = sum(e.state == S.JOB_STATE_SUCCEEDED for e in stored)
             if len(completed) > 1 or finalized > 1 or succeeded > 1:
@@ -328,6 +342,10 @@ class Chaos:
                 entry["clear"] = bool(job.state_reason) and not (
                     job.state_reason in TRANSIENT and job.attempt < max_attempts)
                 failed.append(entry)
+                # Every job here is valid and succeeds without faults: one that FAILED lost its
+                # work to a fault (each injected fault is one DMOD is meant to recover from).
+                lost.append({"job": name, "why": f"FAILED {job.state_reason}: {job.state_message[:300]}",
+                             "attempts": job.attempt})
             # Events: the store's sequence, then what the live watch delivered.
             seqs = [e.seq for e in stored]
             gaps = sorted(set(range(1, job.last_event_seq + 1)) - set(seqs))
@@ -349,6 +367,29 @@ class Chaos:
             info.update(events_stored=len(stored), events_delivered=len(w.delivered))
         return {"lost": lost, "twice": twice, "missing": missing, "missing_n": missing_n,
                 "duplicated": duplicated, "duplicated_n": duplicated_n, "failed": failed, "jobs": per_job}
+
+    def exit_records(self, job_id: str) -> dict[int, int]:
+        """attempt -> exit code from each attempt directory's exit.json (written by the worker
+        before it reports its exit)."""
+        roots = [self.home / "jobs"]
+        try:
+            from dmod.services.jobs.launchers.local import jobs_root
+
+            roots.insert(0, jobs_root(self.home, os.environ.get("DMOD_JOBS_WORK_DIR", "")))
+        except ImportError:
+            pass
+        out = {}
+        for root in roots:
+            for path in sorted((root / job_id).glob("attempt-*/exit.json")) + \
+                    sorted((root / job_id).glob("attempt-*/work/exit.json")):
+                attempt = next(p.name for p in path.parents if p.name.startswith("attempt-"))
+                try:
+                    out[int(attempt.removeprefix("attempt-"))] = int(json.loads(path.read_text())["exit_code"])
+                except (OSError, ValueError, KeyError):
+                    pass
+            if out:
+                break
+        return out
 
     # ---- the run ----------------------------------------------------------------------------
     async def jobs_phase(self, workdir: Path) -> dict:
@@ -498,10 +539,11 @@ def table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--short", action="store_true", help="CI size (5 jobs, one fault of each kind, fuzz 20)")
+    p.add_argument("--short", action="store_true", help="CI size (6 jobs, one fault of each kind, fuzz 20)")
     p.add_argument("--jobs", type=int)
     p.add_argument("--fuzz", type=int, help="fuzz messages per RPC")
-    p.add_argument("--schedule", help="comma-separated faults: worker,rank,redis,s3,services")
+    p.add_argument("--schedule", help="comma-separated faults: worker,rank,redis,s3,services,outage")
+    p.add_argument("--outage", type=float, help="seconds the services stay down in an 'outage' fault (40)")
     p.add_argument("--no-security", action="store_true", help="skip the fuzz/authz/probe/privilege suites")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="leave the stack running (its home is printed)")
@@ -511,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg["jobs"] = args.jobs
     if args.fuzz is not None:
         cfg["fuzz"] = args.fuzz
+    if args.outage is not None:
+        cfg["outage_seconds"] = args.outage
     if args.schedule is not None:
         cfg["schedule"] = [s for s in args.schedule.split(",") if s]
     report = run(cfg, out=args.out, security=not args.no_security, keep=args.keep)

@@ -42,8 +42,9 @@ _FORWARD = {
 
 # Reasons a failure may be retried automatically (infrastructure, not the job's own fault).
 # RANK_KILLED: an MPI rank died of SIGKILL (the OOM killer, an operator), as a killed worker would.
+# OUTPUTS_UNAVAILABLE: the output upload kept failing transiently (the services down ~30 s).
 TRANSIENT_REASONS = frozenset({"WORKER_LOST", "LAUNCH_FAILED_TRANSIENT", "NODE_LOST", "WORKER_UNREACHABLE",
-                               "INPUTS_UNAVAILABLE", "RANK_KILLED"})
+                               "INPUTS_UNAVAILABLE", "RANK_KILLED", "OUTPUTS_UNAVAILABLE"})
 
 
 def name(state: int) -> str:

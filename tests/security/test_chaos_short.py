@@ -1,9 +1,12 @@
-"""`make chaos`, CI size: the chaos harness (chaos/run.py) on a stack of its own with 5 jobs, one
-fault of each kind (kill -9 of a worker agent, of one MPI rank, of the services then `dmod up`;
-Redis and SeaweedFS killed and restarted) and the security suites at a small fuzz count. Every
-counter must be 0, every fault must have landed, and every job must end SUCCEEDED: each of these
-faults is one DMOD recovers from (a lost worker or rank is retried, a restarted store or service
-is reconnected to)."""
+"""`make chaos`, CI size: the chaos harness (chaos/run.py) on a stack of its own with 6 jobs, one
+fault of each kind (kill -9 of a worker agent, of one MPI rank, of the services then `dmod up` at
+once, and 15 s later as jobs finish; Redis and SeaweedFS killed and restarted) and the security
+suites at a small fuzz count. Every counter must be 0, every fault must have landed, and every job
+must end SUCCEEDED: each of these faults is one DMOD recovers from (a lost worker or rank is
+retried, a restarted store or service is reconnected to, outputs wait for the services to return).
+
+What it caught: a rank killed by SIGKILL failed its job for good (MODEL_FAILED); the services
+down ~15 s as jobs finished failed them for good (OUTPUT_UPLOAD_FAILED after 1.5 s of retries)."""
 from __future__ import annotations
 
 import os
@@ -33,8 +36,8 @@ def report(tmp_path_factory):
 
 def test_every_fault_landed(report):
     faults = report["details"]["faults"]
-    assert {f["kind"] for f in faults} == {"worker_kill", "rank_kill", "services_kill", "redis_restart",
-                                           "s3_restart"}, faults
+    assert {f["kind"] for f in faults} == {"worker_kill", "rank_kill", "services_outage", "services_kill",
+                                           "redis_restart", "s3_restart"}, faults
     assert not [f for f in faults if f.get("skipped")], faults
 
 

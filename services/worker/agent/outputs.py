@@ -57,6 +57,7 @@ BATCH_MAX_FILE = 4 << 20
 BATCHES_IN_FLIGHT = 3
 SINGLES_IN_FLIGHT = 4
 _CHUNK = 1 << 20
+_UPLOAD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
 _RETRY_CODES = ("UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED", "DATA_LOSS")  # DATA_LOSS: damaged in transit
 
 
@@ -108,14 +109,18 @@ async def upload_outputs(stub, metadata, dataset: str, out_dir: Path, say) -> tu
     total = 0
 
     async def call(what: str, send):
-        for attempt in range(3):
+        # The model's whole run is at stake: a transient error (the services restarting, ~6-8 s
+        # for `dmod up` after a crash) is tried again over ~30 s; still failing, the attempt ends
+        # OUTPUTS_UNAVAILABLE, which the scheduler retries (a new attempt), never a FAILED job.
+        for delay in (*_UPLOAD_RETRY_DELAYS, None):
             try:
                 return await send()
             except grpc.aio.AioRpcError as exc:
-                if attempt == 2 or exc.code().name not in _RETRY_CODES:
+                transient = exc.code().name in _RETRY_CODES
+                if delay is None or not transient:
                     raise OutputError(f"upload of {what} failed: {exc.code().name}: {exc.details()}",
-                                      "OUTPUT_UPLOAD_FAILED") from exc
-                await asyncio.sleep(0.5 * (attempt + 1))
+                                      "OUTPUTS_UNAVAILABLE" if transient else "OUTPUT_UPLOAD_FAILED") from exc
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def check(path: str, stored: str, digest: str) -> None:
