@@ -13,7 +13,7 @@ from dmod.datasets_client import reason
 from dmod.errors import error_details
 from dmod.v1 import datasets_pb2
 
-from .test_transfer import MiB, sha, stored_keys, violations
+from .test_transfer import MiB, sha, stored_keys, upload_messages, violations
 
 
 def batch(parent: str, files: list[tuple[str, bytes]], *, digests: dict[str, str] | None = None,
@@ -116,8 +116,8 @@ async def test_sealed_missing_and_foreign_datasets(ds, stack, settings):
     files = [("a.csv", b"1\n"), ("b.csv", b"2\n")]
     issuer = TokenIssuer(Path(stack.home, "keys/jwt.key").read_bytes(), 300)
     mallory = (("authorization", f"Bearer {issuer.issue('mallory')[0]}"),)
-    err = await upload_fails(ds, batch(dataset.name, files), metadata=mallory)
-    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and reason(err) == "NOT_DATASET_OWNER"
+    err = await upload_fails(ds, batch(dataset.name, files), metadata=mallory)  # not hers to see
+    assert err.code() == grpc.StatusCode.NOT_FOUND and reason(err) == "DATASET_NOT_FOUND"
     # a worker's token writes only its own job's output dataset (tests/security cover the rest)
     worker = (("authorization", f"Bearer {issuer.issue(settings.default_user, job='jobs/x')[0]}"),)
     err = await upload_fails(ds, batch(dataset.name, files), metadata=worker)
@@ -129,6 +129,13 @@ async def test_sealed_missing_and_foreign_datasets(ds, stack, settings):
     await ds.seal_dataset(dataset.name)
     err = await upload_fails(ds, batch(dataset.name, [("c.csv", b"3\n")]))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and reason(err) == "DATASET_SEALED"
+    # a stranger does not learn that it exists, let alone that it is sealed (any upload path)
+    err = await upload_fails(ds, batch(dataset.name, [("c.csv", b"3\n")]), metadata=mallory)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as single:
+        await ds.stub.UploadObject(upload_messages(datasets_pb2.UploadMetadata(
+            parent=dataset.name, path="c.csv", size_bytes=2, sha256=sha(b"3\n")), b"3\n"), metadata=mallory)
+    assert single.value.code() == grpc.StatusCode.NOT_FOUND
     assert [o.path for o in await ds.list_objects(dataset.name)] == ["a.csv", "b.csv"]
 
 

@@ -29,7 +29,7 @@ import logging
 import re
 import uuid
 
-from dmod.services.datasets import access, convert, names
+from dmod.services.datasets import convert, names
 from dmod.services.datasets.transfer import commit as committer
 from dmod.services.datasets.transfer import upload_rows
 from dmod.services.datasets.transfer.blobs import Buffers
@@ -132,8 +132,7 @@ class Batch:
             raise InvalidArgument(("parent", "the first message must name the dataset"))
         self.dataset_id = names.parse_dataset_name(first.parent, "parent")
         async with self.pool.acquire() as conn:  # fail fast, before any byte is stored
-            dataset = await committer.check_writable(conn, self.dataset_id)
-        access.require_owner(dataset)
+            await committer.check_caller_may_write(conn, self.dataset_id)
         handed_off = False
         try:
             await self.receive(requests)

@@ -24,6 +24,22 @@ async def check_writable(conn, dataset_id: uuid.UUID, *, lock: bool = False):
     return row
 
 
+async def check_caller_may_write(conn, dataset_id: uuid.UUID, principal=None):
+    """Before any byte is accepted: the dataset exists for the caller (NOT_FOUND when they may not
+    read it, so a stranger learns nothing, not even that it is sealed), the caller may change it
+    (PERMISSION_DENIED), and it is OPEN (FAILED_PRECONDITION). Returns the row."""
+    from dmod.services.datasets import access
+
+    row = await store.get_dataset(conn, dataset_id)
+    if row is None:
+        raise NotFound(f"datasets/{dataset_id} does not exist", reason="DATASET_NOT_FOUND")
+    await access.require_read(conn, row, principal)
+    access.require_owner(row, principal)
+    if row["state"] == store.SEALED:
+        raise FailedPrecondition(f"datasets/{dataset_id} is SEALED; its objects are immutable", reason="DATASET_SEALED")
+    return row
+
+
 async def commit(pool, blobs, *, dataset_id: uuid.UUID, path: str, size: int, sha256: str, content_type: str,
                  s3_key: str, upload_id: uuid.UUID, has_row: bool):
     """Returns the object row. On a dataset that vanished or was sealed meanwhile, the uploaded

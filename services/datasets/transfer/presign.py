@@ -49,8 +49,7 @@ async def create_upload_url(pool, blobs, request: datasets_pb2.CreateUploadUrlRe
     upload_id = uuid.uuid4()
     key = names.object_key(dataset_id, upload_id, request.path)
     async with pool.acquire() as conn:
-        dataset = await committer.check_writable(conn, dataset_id)
-        access.require_owner(dataset)
+        await committer.check_caller_may_write(conn, dataset_id)
         await upload_rows.insert(conn, upload_id=upload_id, dataset_id=dataset_id, owner=access.caller().user,
                                  path=request.path, kind="presigned", s3_key=key, multipart_id=None,
                                  size=request.size_bytes, sha256=request.sha256.lower(),

@@ -464,8 +464,7 @@ class Uploads:
                 if target.dataset_id is None or not target.path:
                     raise InvalidArgument([("metadata.parent", "required for a new upload"),
                                            ("metadata.path", "required for a new upload")])
-                dataset = await committer.check_writable(conn, target.dataset_id)
-                access.require_owner(dataset, principal)
+                await committer.check_caller_may_write(conn, target.dataset_id, principal)
                 live.snapshots.clear()
                 return Session(self, upload_id, live, dataset_id=target.dataset_id, path=target.path,
                                size=target.size, sha256=target.sha256,
@@ -494,8 +493,7 @@ class Uploads:
             raise FailedPrecondition(f"upload {upload_id} is already complete", reason="UPLOAD_COMPLETE")
         if row["state"] != "ACTIVE":
             raise FailedPrecondition(f"upload {upload_id} was aborted; start a new upload", reason="UPLOAD_ABORTED")
-        dataset = await committer.check_writable(conn, row["dataset_id"])
-        access.require_owner(dataset, principal)
+        await committer.check_caller_may_write(conn, row["dataset_id"], principal)
         if not await upload_rows.take_lease(conn, upload_id, self.node):
             raise Aborted(f"upload {upload_id} is being written by another server; retry shortly",
                           reason="UPLOAD_BUSY")
