@@ -12,7 +12,7 @@
 3. Faults while the jobs run (chaos/faults.py): kill -9 of a worker agent, of one MPI rank of a
    2-rank job, Redis killed and restarted, the object store (SeaweedFS) killed and restarted,
    the services process (every gRPC service and the scheduler) killed then `dmod up` at once, and
-   an outage: the services killed as jobs finish and `dmod up` only 15 s later.
+   an outage: the services killed as jobs finish and `dmod up` only 40 s later (35 s in --short).
 4. Every job audited once all are final (or the deadline passed): its state, attempts (Postgres
    `job_attempts`) and stored events against what its watch delivered.
 5. The security suites of issue 16 when their modules exist (chaos/security.py): the
@@ -75,10 +75,10 @@ class Slow(PassThrough):
         super()._advance(dt)
 '''
 
-FULL = {"jobs": 20, "fuzz": 300, "step_sleep": 0.25, "hours": 48, "deadline": 900.0, "gap": 6.0, "outage_seconds": 15.0,
+FULL = {"jobs": 20, "fuzz": 300, "step_sleep": 0.25, "hours": 48, "deadline": 900.0, "gap": 6.0, "outage_seconds": 40.0,
         "schedule": ["worker", "rank", "redis", "s3", "services", "outage", "worker", "rank", "redis", "s3",
                      "services"]}
-SHORT = {"jobs": 6, "fuzz": 20, "step_sleep": 0.35, "hours": 48, "deadline": 240.0, "gap": 2.0, "outage_seconds": 15.0,
+SHORT = {"jobs": 6, "fuzz": 20, "step_sleep": 0.35, "hours": 48, "deadline": 240.0, "gap": 2.0, "outage_seconds": 35.0,
          "schedule": ["worker", "rank", "outage", "services", "redis", "s3"]}
 
 
@@ -543,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int)
     p.add_argument("--fuzz", type=int, help="fuzz messages per RPC")
     p.add_argument("--schedule", help="comma-separated faults: worker,rank,redis,s3,services,outage")
-    p.add_argument("--outage", type=float, help="seconds the services stay down in an 'outage' fault (40)")
+    p.add_argument("--outage", type=float, help="seconds the services stay down in an 'outage' fault (40; --short 35)")
     p.add_argument("--no-security", action="store_true", help="skip the fuzz/authz/probe/privilege suites")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="leave the stack running (its home is printed)")

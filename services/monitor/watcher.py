@@ -45,6 +45,7 @@ class Monitor:
         rt.hub.set_key(events_key(rt.app.settings))
 
     async def start(self) -> None:
+        self.started = dt.datetime.now(dt.UTC)
         self.loops = [self.rt.app.spawn(self._consume()), self.rt.app.spawn(self._poll_loop())]
 
     async def stop(self) -> None:
@@ -139,7 +140,9 @@ class Monitor:
                 # dies, its leases move here and so does the observing.
                 continue
             await launcher.adopt(handle)
-            beat = row["last_heartbeat"] or row["launch_time"]
+            # Silence is counted from when this monitor started listening: after an outage of the
+            # services (`dmod up` after a crash), workers get the full timeout to reconnect.
+            beat = max(b for b in (row["last_heartbeat"], row["launch_time"], getattr(self, "started", None)) if b)
             if row["job_state"] == states.RUNNING and beat and \
                     (now - beat).total_seconds() > self.cfg.heartbeat_timeout_seconds:
                 seen = await launcher.inspect(handle)

@@ -57,7 +57,7 @@ BATCH_MAX_FILE = 4 << 20
 BATCHES_IN_FLIGHT = 3
 SINGLES_IN_FLIGHT = 4
 _CHUNK = 1 << 20
-_UPLOAD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+_UPLOAD_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0) + (8.0,) * 7  # ~64 s
 _RETRY_CODES = ("UNAVAILABLE", "ABORTED", "DEADLINE_EXCEEDED", "DATA_LOSS")  # DATA_LOSS: damaged in transit
 
 
@@ -110,7 +110,7 @@ async def upload_outputs(stub, metadata, dataset: str, out_dir: Path, say) -> tu
 
     async def call(what: str, send):
         # The model's whole run is at stake: a transient error (the services restarting, ~6-8 s
-        # for `dmod up` after a crash) is tried again over ~30 s; still failing, the attempt ends
+        # for `dmod up` after a crash, or down longer) is tried again over ~64 s; still failing, the attempt ends
         # OUTPUTS_UNAVAILABLE, which the scheduler retries (a new attempt), never a FAILED job.
         for delay in (*_UPLOAD_RETRY_DELAYS, None):
             try:
