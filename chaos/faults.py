@@ -4,7 +4,7 @@ agent and of one MPI rank; a restart of Redis and of the object store.
 Recovery paths:
 - services (`dmod serve all`: the jobs scheduler, the datasets service and every other service in
   one process): kill -9, then `dmod up` (`Stack.up()`), the supported way back after a crash:
-  it stops what is left and starts every component again on the recorded ports.
+  it restarts what died on the recorded ports (the report names what it restarted).
 - Redis, SeaweedFS: nothing in the stack restarts them on its own; a restart here is what an
   operator (or systemd) does: the process group is killed with SIGKILL and the same command line
   is started again with the same environment, working directory and log file, while the services
@@ -172,7 +172,9 @@ def kill_services_and_recover(home: Path, down_seconds: float = 0.0) -> Fault:
     new = Stack(home, fixed_ports=False, log=lambda *a: None).up()
     recovered = time.monotonic() - started
     moved = {k: (state.ports.get(k), v) for k, v in new.ports.items() if state.ports.get(k) != v}
-    detail = (f"down {down_seconds:g}s, then " if down_seconds else "") + "dmod up: every component restarted" + (f"; ports moved {moved}" if moved else "; same ports")
+    restarted = sorted(n for n, pid in new.pids.items() if state.pids.get(n) != pid)
+    detail = (f"down {down_seconds:g}s, then " if down_seconds else "") + \
+        f"dmod up restarted {', '.join(restarted)}" + (f"; ports moved {moved}" if moved else "; same ports")
     return Fault(kind="services_outage" if down_seconds else "services_kill", target=f"serve all pid(s) {[state.pids[n] for n in names]}", pids=killed,
                  recovery_seconds=round(recovered, 2), detail=detail)
 
