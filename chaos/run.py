@@ -21,9 +21,11 @@
 
 Counters (bench/results/chaos.json, with the details behind each):
   jobs_lost          jobs not final by the deadline, gone (NOT_FOUND), or FAILED: every job is
-                     valid and succeeds without faults, so a FAILED one lost its work to a fault
-  jobs_run_twice     jobs with two attempts that both ran to completion (exit 0), or outputs
-                     finalized / SUCCEEDED twice
+                     valid and succeeds without faults, so a FAILED one lost its work to a fault;
+                     also a SUCCEEDED job whose output dataset is not sealed or empty
+  jobs_run_twice     jobs with two attempts that both ran to completion (exit 0 reported, or in the
+                     worker's own exit record), outputs finalized / SUCCEEDED twice, or an output
+                     path stored twice in the output dataset
   events_missing     seqs in 1..last_event_seq the job's watch never delivered, gaps in the stored
                      sequence, and delivered events that differ from the stored ones
   events_duplicated  seqs delivered twice to one watch (on one stream, or again after a resume)
@@ -332,9 +334,16 @@ class Chaos:
                                {n for n, code in exits.items() if code == 0})
             finalized = sum(e.reason == "WORKER_SUCCEEDED" for e in stored)
             succeeded = sum(e.state == S.JOB_STATE_SUCCEEDED for e in stored)
-            if len(completed) > 1 or finalized > 1 or succeeded > 1:
+            outputs = await self.outputs(channel, job) if job.state == S.JOB_STATE_SUCCEEDED else {}
+            info["outputs"] = outputs
+            doubled = sorted(p for p, n in outputs.get("paths", {}).items() if n > 1)
+            if len(completed) > 1 or finalized > 1 or succeeded > 1 or doubled:
                 twice.append({"job": name, "completed_attempts": completed, "worker_succeeded_events": finalized,
-                              "succeeded_events": succeeded})
+                              "succeeded_events": succeeded, "output_paths_twice": doubled})
+            if job.state == S.JOB_STATE_SUCCEEDED and (outputs.get("state") != "DATASET_STATE_SEALED"
+                                                      or not outputs.get("objects")):
+                lost.append({"job": name, "why": f"SUCCEEDED but its outputs are {outputs.get('state')} with "
+                                                 f"{outputs.get('objects')} objects"})
             if job.state == S.JOB_STATE_FAILED:
                 entry = {"job": name, "reason": job.state_reason, "message": job.state_message[:300],
                          "attempt": job.attempt}
@@ -367,6 +376,25 @@ class Chaos:
             info.update(events_stored=len(stored), events_delivered=len(w.delivered))
         return {"lost": lost, "twice": twice, "missing": missing, "missing_n": missing_n,
                 "duplicated": duplicated, "duplicated_n": duplicated_n, "failed": failed, "jobs": per_job}
+
+    async def outputs(self, channel, job: jobs_pb2.Job) -> dict:
+        """The output dataset as stored: its state and how often each path is listed."""
+        from dmod.v1 import datasets_pb2, datasets_pb2_grpc
+
+        stub = datasets_pb2_grpc.DatasetServiceStub(channel)
+        ds = (await self.call(stub.GetDataset, datasets_pb2.GetDatasetRequest(name=job.output_dataset))).dataset
+        paths: dict[str, int] = {}
+        token = ""
+        while True:
+            reply = await self.call(stub.ListObjects, datasets_pb2.ListObjectsRequest(
+                parent=job.output_dataset, page_size=1000, page_token=token))
+            for o in reply.objects:
+                paths[o.path] = paths.get(o.path, 0) + 1
+            token = reply.next_page_token
+            if not token:
+                break
+        return {"dataset": job.output_dataset, "state": datasets_pb2.DatasetState.Name(ds.state), "objects":
+                sum(paths.values()), "paths": paths}
 
     def exit_records(self, job_id: str) -> dict[int, int]:
         """attempt -> exit code from each attempt directory's exit.json (written by the worker
