@@ -120,8 +120,8 @@ class Agent:
 
         opts = self.opts
         stub = jobs_pb2_grpc.JobServiceStub(self.channel)
-        # The services restarting (`dmod up` after a crash: ~6-8 s) is not a reason to give up the
-        # attempt: UNAVAILABLE is tried again over ~15 s, as the input downloads are.
+        # The services restarting (`dmod up` after a crash) is not a reason to give up the
+        # attempt: UNAVAILABLE is tried again over ~64 s, as the input downloads are.
         for delay in (*RETRY_DELAYS, None):
             try:
                 job = (await stub.GetJob(jobs_pb2.GetJobRequest(name=opts.job), metadata=self.metadata,

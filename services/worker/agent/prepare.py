@@ -14,9 +14,10 @@ from dmod.services.worker.agent import layout
 
 
 # A dataset call that failed transiently (UNAVAILABLE, DEADLINE_EXCEEDED, ...: a datasets service
-# restarting, a dropped connection) is tried again after these pauses (~15 s in all); still failing,
-# the attempt ends INPUTS_UNAVAILABLE, which the scheduler retries as a new attempt.
-RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
+# restarting, a dropped connection) is tried again after these pauses (~64 s in all: a services
+# outage of up to a minute costs no attempt, as for the outputs); still failing, the attempt ends
+# INPUTS_UNAVAILABLE, which the scheduler retries as a new attempt.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0) + (8.0,) * 7
 
 
 # Objects up to this size come many per DownloadObjects call (one S3 read per pack of them).
