@@ -472,7 +472,8 @@ def run(cfg: dict, out: Path | None = RESULTS, home: Path | None = None, securit
     os.environ["DMOD_HOME"] = str(home)
     stack = Stack(home, fixed_ports=False, log=lambda *a: None)
     report: dict = {"generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "config": {k: v for k, v in cfg.items()}, "host": {"cpus": os.cpu_count()}}
+                    "config": {k: v for k, v in cfg.items()}, "host": {"cpus": os.cpu_count()},
+                    "commit": _commit()}
     try:
         t = time.perf_counter()
         state = stack.up()
@@ -498,10 +499,24 @@ def run(cfg: dict, out: Path | None = RESULTS, home: Path | None = None, securit
             stack.purge() if own_home else stack.down()
             shutil.rmtree(workdir, ignore_errors=True)
     report["timings"]["total_s"] = round(time.perf_counter() - started, 2)
+    report["table"] = table(report).splitlines()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     return report
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + (" (+ uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
 
 
 def summarize(result: dict, chaos: Chaos, sec: dict) -> dict:
