@@ -202,11 +202,12 @@ def test_state_dir_modes(stack):
                 continue
             mode = stat.S_IMODE(path.lstat().st_mode)
             if mode & 0o066:
-                # Only weed's volume info files (it chmods them 0644 itself), and never reachable:
-                # some dir on the way is 0700.
-                assert name.endswith(".vif"), f"{path} is {oct(mode)}: group/others may read or write it"
-                assert any(not stat.S_IMODE(parent.stat().st_mode) & 0o011
-                           for parent in path.parents if home in (parent, *parent.parents)), path
+                # Only where nobody else can reach it: some dir on the way is closed to group and
+                # others (weed's volume info files, which it chmods 0644 itself; what a job writes in
+                # its private 0700 work dir).
+                closed = any(not stat.S_IMODE(parent.stat().st_mode) & 0o011
+                             for parent in path.parents if home in (parent, *parent.parents))
+                assert closed, f"{path} is {oct(mode)}: group/others may read or write it"
             if name.endswith((".dat", ".idx")):
                 volumes.append(path)
                 assert mode == 0o600, f"{path} is {oct(mode)}"

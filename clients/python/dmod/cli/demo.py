@@ -231,6 +231,9 @@ def command(catchments: int = typer.Option(60, help="Size of the synthetic domai
         started = time.perf_counter()
         tag = uuid.uuid4().hex[:6]
         folder = Path(default_home()) / "demo" / tag
+        # the user's data, private like the rest of $DMOD_HOME (other local users see nothing)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.parent.chmod(0o700)
         console.print(f"[bold]1/4[/bold] synthesising a {catchments}-catchment hydrofabric, {HOURS} h of forcing, "
                       f"gage observations → {folder}")
         if library_dir is not None:
