@@ -136,7 +136,12 @@ async def test_redis_requires_its_password_which_no_command_line_shows(stack):
         assert await client.ping()
     finally:
         await client.aclose()
-    cmdline = Path(f"/proc/{stack.pids['redis']}/cmdline").read_bytes()
+    # the server listening now (other tests restart Redis, so the pid recorded at start may be gone)
+    import psutil
+
+    (pid,) = {c.pid for c in psutil.net_connections("tcp")
+              if c.status == psutil.CONN_LISTEN and c.laddr.port == stack.ports["redis"] and c.pid}
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     assert password.encode() not in cmdline and b"requirepass" not in cmdline
     conf = Path(stack.home) / "redis" / "redis.conf"
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
