@@ -141,6 +141,20 @@ async def upload_slow_realization(channel) -> str:
                                  "slowmodel.py": (Path(__file__).parent / "slowmodel.py").read_bytes()})
 
 
+async def wait_running(stub: jobs_pb2_grpc.JobServiceStub, name: str, timeout: float = 120.0) -> jobs_pb2.Job:
+    """Until the job RUNS and has taken a model step (fails if it ends first)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = (await stub.GetJob(jobs_pb2.GetJobRequest(name=name))).job
+        assert job.state not in (jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_SUCCEEDED), (job.state_reason,
+                                                                                          job.state_message)
+        if job.state == jobs_pb2.JOB_STATE_RUNNING and job.progress.step > 0:
+            return job
+        assert loop.time() < deadline, "the job never ran"
+        await asyncio.sleep(0.2)
+
+
 def job_processes(job_id: str) -> list:
     """Live processes belonging to a job (its worker, mpiexec, ranks)."""
     import psutil

@@ -8,7 +8,7 @@ import psutil
 
 from dmod.v1 import jobs_pb2
 
-from .helpers import job_processes, job_spec, no_job_processes, upload_slow_realization, wait_state
+from .helpers import job_processes, job_spec, no_job_processes, upload_slow_realization, wait_running, wait_state
 
 S = jobs_pb2
 SECRETS = ("DMOD_DATABASE_URL", "DMOD_REDIS_URL", "DMOD_S3_SECRET_KEY", "DMOD_S3_ACCESS_KEY",
@@ -31,15 +31,7 @@ async def test_running_job_processes_hold_no_service_secret(stack, jobs, channel
     created = (await jobs.CreateJob(S.CreateJobRequest(spec=job_spec(names, cpus=2)))).job
     job_id = created.name.removeprefix("jobs/")
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while True:
-            job = (await jobs.GetJob(S.GetJobRequest(name=created.name))).job
-            assert job.state not in (S.JOB_STATE_FAILED, S.JOB_STATE_SUCCEEDED), (job.state_reason, job.state_message)
-            if job.state == S.JOB_STATE_RUNNING and job.progress.step > 0:
-                break
-            assert loop.time() < deadline, "the job never ran"
-            await asyncio.sleep(0.2)
+        await wait_running(jobs, created.name)
         seen, execs = [], 0
         for proc in job_processes(job_id):
             try:

@@ -96,15 +96,7 @@ async def test_a_running_jobs_token_reaches_only_its_job(stack, channel, domain_
         display_name=f"bystander-{uuid.uuid4().hex[:8]}", category=domain_pb2.DATA_CATEGORY_FORCING,
         data_format=1)))).dataset.name
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 120
-        while True:
-            job = (await jobs.GetJob(S.GetJobRequest(name=created.name))).job
-            assert job.state not in (S.JOB_STATE_FAILED, S.JOB_STATE_SUCCEEDED), (job.state_reason, job.state_message)
-            if job.state == S.JOB_STATE_RUNNING and job.progress.step > 0:
-                break
-            assert loop.time() < deadline, "the job never ran"
-            await asyncio.sleep(0.2)
+        job = await H.wait_running(jobs, created.name)
         token = None
         for proc in H.job_processes(job_id):
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
