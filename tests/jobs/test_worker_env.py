@@ -2,7 +2,6 @@
 services' secrets: the local launcher passes an allowlist of the environment."""
 from __future__ import annotations
 
-import asyncio
 
 import psutil
 

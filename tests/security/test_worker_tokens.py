@@ -2,7 +2,6 @@
 exactly its job's RPCs and datasets, and stops working when its attempt is over."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import importlib.util
